@@ -1,0 +1,267 @@
+//! What each subcommand does.
+
+use std::io::Read;
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use async_nats::HeaderMap;
+use async_nats::jetstream;
+use checkin_ledger::reader::StreamReader;
+use checkin_ledger::rejected::RejectedEntry;
+use checkin_ledger::sequencer::Sequencer;
+use checkin_ledger::topology::{INTAKE_IMPORT, INTAKE_LIVE, INTAKE_VOID, LEDGER_STREAM, REJECTED_STREAM};
+use tracing::{info, warn};
+
+use crate::config::{Config, Durability};
+use crate::nats_server::LocalServer;
+use crate::view;
+use crate::{Cli, Command, DEFAULT_NATS, IntakeArg, LedgerCommand, RejectedCommand};
+
+/// Most publishes awaiting an acknowledgement at once in `checkin publish`.
+const PUBLISH_WINDOW: usize = 256;
+
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let (config, config_path) = Config::load(cli.config.as_deref())?;
+    if let Some(path) = &config_path {
+        tracing::debug!(path = %path.display(), "configuration loaded");
+    }
+    let url = cli.nats.clone();
+
+    match cli.command {
+        Command::Up { port } => up(url, port, &cli.data_dir, config).await,
+        Command::Sequencer => {
+            let client = connect(url.as_deref()).await?;
+            run_sequencer(client, &cli.data_dir, config).await
+        }
+        Command::Publish { file, intake } => publish(url.as_deref(), file.as_deref(), intake).await,
+        Command::Ledger(LedgerCommand::Tail { count, json }) => ledger_tail(url.as_deref(), count, json).await,
+        Command::Ledger(LedgerCommand::Show { seq, json }) => ledger_show(url.as_deref(), seq, json).await,
+        Command::Rejected(RejectedCommand::Tail { count, json }) => rejected_tail(url.as_deref(), count, json).await,
+    }
+}
+
+async fn connect(url: Option<&str>) -> anyhow::Result<async_nats::Client> {
+    let url = url.unwrap_or(DEFAULT_NATS);
+    async_nats::ConnectOptions::new()
+        .name("checkin")
+        .connect(url)
+        .await
+        .with_context(|| format!("failed to connect to NATS at {url}; start one with `checkin up` or pass --nats URL"))
+}
+
+async fn up(url: Option<String>, port: u16, data_dir: &Path, config: Config) -> anyhow::Result<ExitCode> {
+    let local = match url {
+        Some(_) => None,
+        None => {
+            let sync_always = config.sequencer.durability == Durability::Durable;
+            Some(LocalServer::start(data_dir, port, sync_always).await?)
+        }
+    };
+    let url = local.as_ref().map(|server| server.url.clone()).or(url);
+
+    let result = async {
+        let client = connect(url.as_deref()).await?;
+        println!("checkin is up: NATS at {}", url.as_deref().unwrap_or(DEFAULT_NATS));
+        println!("  publish:  checkin publish examples/check-in.json");
+        println!("  ledger:   checkin ledger tail");
+        println!("  refused:  checkin rejected tail");
+        println!("  stop:     Ctrl-C");
+        run_sequencer(client, data_dir, config).await
+    }
+    .await;
+
+    if let Some(server) = local
+        && let Err(err) = server.stop().await
+    {
+        warn!(error = %err, "failed to stop nats-server cleanly");
+    }
+    result
+}
+
+async fn run_sequencer(client: async_nats::Client, data_dir: &Path, config: Config) -> anyhow::Result<ExitCode> {
+    let index_dir = data_dir.join("sequencer").join(&config.ledger);
+    std::fs::create_dir_all(&index_dir).with_context(|| format!("failed to create {}", index_dir.display()))?;
+
+    let sequencer = Sequencer::start(client, config.sequencer_config(), &index_dir)
+        .await
+        .context("failed to start the sequencer")?;
+    sequencer.run(shutdown_signal()).await.context("sequencer stopped")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(signal) => signal,
+        Err(err) => {
+            warn!(error = %err, "failed to listen for SIGTERM; only Ctrl-C stops the process cleanly");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+    info!("shutdown requested");
+}
+
+async fn publish(url: Option<&str>, file: Option<&Path>, intake: IntakeArg) -> anyhow::Result<ExitCode> {
+    let input = read_input(file)?;
+    let submissions = split_submissions(&input);
+    if submissions.is_empty() {
+        bail!("no submission found in the input: give one JSON object, or one per line");
+    }
+
+    let client = connect(url).await?;
+    let js = jetstream::new(client);
+    let subject = match intake {
+        IntakeArg::Live => INTAKE_LIVE,
+        IntakeArg::Import => INTAKE_IMPORT,
+        IntakeArg::Void => INTAKE_VOID,
+    };
+
+    let mut failures = 0usize;
+    for window in submissions.chunks(PUBLISH_WINDOW) {
+        let mut pending = Vec::with_capacity(window.len());
+        for submission in window {
+            let id = submission_id(submission);
+            let mut headers = HeaderMap::new();
+            if let Some(id) = &id {
+                headers.insert("Nats-Msg-Id", id.as_str());
+            }
+            let ack = js
+                .publish_with_headers(subject, headers, bytes::Bytes::copy_from_slice(submission))
+                .await;
+            pending.push((id, ack));
+        }
+        for (id, ack) in pending {
+            let shown = id.unwrap_or_else(|| "-".into());
+            let outcome = match ack {
+                Ok(future) => future.await,
+                Err(err) => Err(err),
+            };
+            match outcome {
+                Ok(ack) if ack.duplicate => println!("{shown}\tduplicate: intake already holds this id"),
+                Ok(ack) => println!("{shown}\taccepted: intake seq {}", ack.sequence),
+                Err(err) => {
+                    failures += 1;
+                    println!("{shown}\tfailed: {err}");
+                }
+            }
+        }
+    }
+
+    if failures > 0 {
+        eprintln!("error: intake did not accept {failures} of {} submissions", submissions.len());
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn read_input(file: Option<&Path>) -> anyhow::Result<Vec<u8>> {
+    match file {
+        None => read_stdin(),
+        Some(path) if path == Path::new("-") => read_stdin(),
+        Some(path) => std::fs::read(path).with_context(|| format!("failed to read {}", path.display())),
+    }
+}
+
+fn read_stdin() -> anyhow::Result<Vec<u8>> {
+    let mut input = Vec::new();
+    std::io::stdin().read_to_end(&mut input).context("failed to read standard input")?;
+    Ok(input)
+}
+
+/// Splits input into submissions: the whole input when it is one JSON value,
+/// else each non-blank line. Bytes are kept as given, so invalid submissions
+/// reach the rejected stream unchanged.
+fn split_submissions(input: &[u8]) -> Vec<&[u8]> {
+    let trimmed = input.trim_ascii();
+    if trimmed.is_empty() {
+        return Vec::new();
+    }
+    if serde_json::from_slice::<serde_json::Value>(trimmed).is_ok() {
+        return vec![trimmed];
+    }
+    trimmed
+        .split(|byte| *byte == b'\n')
+        .map(|line| line.strip_suffix(b"\r").unwrap_or(line))
+        .filter(|line| !line.trim_ascii().is_empty())
+        .collect()
+}
+
+/// Returns the submission's `id` for `Nats-Msg-Id`, when it has a usable one.
+fn submission_id(submission: &[u8]) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_slice(submission).ok()?;
+    let id = value.get("id")?.as_str()?;
+    let usable = !id.is_empty() && id.len() <= 128 && id.chars().all(|c| c.is_ascii_graphic());
+    usable.then(|| id.to_string())
+}
+
+async fn open_stream(url: Option<&str>, name: &str) -> anyhow::Result<StreamReader> {
+    let client = connect(url).await?;
+    let js = jetstream::new(client);
+    StreamReader::open(&js, name)
+        .await
+        .with_context(|| format!("failed to open {name}; has `checkin up` or `checkin sequencer` run against this server?"))
+}
+
+async fn ledger_tail(url: Option<&str>, count: u64, json: bool) -> anyhow::Result<ExitCode> {
+    let reader = open_stream(url, LEDGER_STREAM).await?;
+    let (first, last) = reader.bounds().await?;
+    if last == 0 {
+        println!("the ledger is empty");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let from = last.saturating_sub(count.saturating_sub(1)).max(first);
+    for seq in from..=last {
+        let Some(message) = reader.get(seq).await? else {
+            continue;
+        };
+        print_record(&message, json);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn ledger_show(url: Option<&str>, seq: u64, json: bool) -> anyhow::Result<ExitCode> {
+    let reader = open_stream(url, LEDGER_STREAM).await?;
+    let Some(message) = reader.get(seq).await? else {
+        let (first, last) = reader.bounds().await?;
+        bail!("no ledger record at seq {seq}; the stream holds seq {first} to {last}");
+    };
+    print_record(&message, json);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_record(message: &checkin_ledger::reader::StoredMessage, json: bool) {
+    if json {
+        println!("{}", view::record_json(message));
+    } else {
+        println!("{}", view::record_text(message));
+    }
+}
+
+async fn rejected_tail(url: Option<&str>, count: u64, json: bool) -> anyhow::Result<ExitCode> {
+    let reader = open_stream(url, REJECTED_STREAM).await?;
+    let (first, last) = reader.bounds().await?;
+    if last == 0 {
+        println!("no submission has been refused");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let from = last.saturating_sub(count.saturating_sub(1)).max(first);
+    for seq in from..=last {
+        let Some(message) = reader.get(seq).await? else {
+            continue;
+        };
+        let entry = RejectedEntry::from_message(&message);
+        if json {
+            println!("{}", serde_json::to_string(&entry)?);
+        } else {
+            println!("{}", view::rejected_text(&entry));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+

@@ -1,0 +1,182 @@
+//! The `checkin.toml` configuration file.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use checkin_core::sites::{Site, SiteRegistry};
+use checkin_core::validate::TimePolicy;
+use checkin_ledger::sequencer::SequencerConfig;
+use checkin_ledger::topology::TopologySettings;
+use checkin_ledger::writer::AppendMode;
+use serde::Deserialize;
+
+/// Whole configuration file; every section is optional.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Ledger name written into the genesis record.
+    pub ledger: String,
+    /// Accept check-ins for sites not listed under `[sites]`, with the Asia/Shanghai zone.
+    pub allow_unknown_sites: bool,
+    pub sequencer: SequencerSection,
+    pub validation: ValidationSection,
+    pub intake: IntakeSection,
+    pub sites: HashMap<String, Site>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            ledger: "default".into(),
+            allow_unknown_sites: false,
+            sequencer: SequencerSection::default(),
+            validation: ValidationSection::default(),
+            intake: IntakeSection::default(),
+            sites: HashMap::new(),
+        }
+    }
+}
+
+/// How durable appends are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Durability {
+    /// nats-server's default: the file store syncs to disk every two minutes.
+    #[default]
+    Fast,
+    /// The local nats-server runs with `sync_interval: always`.
+    Durable,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum AppendSetting {
+    #[default]
+    Atomic,
+    Pipelined,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SequencerSection {
+    pub durability: Durability,
+    pub append: AppendSetting,
+    pub batch_size: usize,
+    pub ack_wait_s: u64,
+}
+
+impl Default for SequencerSection {
+    fn default() -> Self {
+        Self {
+            durability: Durability::Fast,
+            append: AppendSetting::Atomic,
+            batch_size: 1000,
+            ack_wait_s: 30,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ValidationSection {
+    pub max_future_skew_s: i64,
+    pub horizon_days: i64,
+}
+
+impl Default for ValidationSection {
+    fn default() -> Self {
+        let policy = TimePolicy::default();
+        Self {
+            max_future_skew_s: policy.max_future_skew_s,
+            horizon_days: policy.horizon_s / 86_400,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IntakeSection {
+    pub max_bytes: i64,
+    pub duplicate_window_s: u64,
+}
+
+impl Default for IntakeSection {
+    fn default() -> Self {
+        let topology = TopologySettings::default();
+        Self {
+            max_bytes: topology.intake_max_bytes,
+            duplicate_window_s: topology.intake_duplicate_window.as_secs(),
+        }
+    }
+}
+
+impl Config {
+    /// Loads the file named by `--config`, else `./checkin.toml` when present, else defaults.
+    pub fn load(explicit: Option<&Path>) -> anyhow::Result<(Self, Option<PathBuf>)> {
+        let path = match explicit {
+            Some(path) => Some(path.to_path_buf()),
+            None => Some(PathBuf::from("checkin.toml")).filter(|path| path.exists()),
+        };
+        let Some(path) = path else {
+            return Ok((Self::default(), None));
+        };
+
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("failed to read config file {}", path.display()))?;
+        let config: Config = toml::from_str(&text)
+            .with_context(|| format!("invalid config file {}", path.display()))?;
+        config.check().with_context(|| format!("invalid config file {}", path.display()))?;
+        Ok((config, Some(path)))
+    }
+
+    fn check(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            (1..=1000).contains(&self.sequencer.batch_size),
+            "sequencer.batch_size must be between 1 and 1000, found {}",
+            self.sequencer.batch_size
+        );
+        anyhow::ensure!(self.validation.horizon_days > 0, "validation.horizon_days must be positive");
+        anyhow::ensure!(
+            self.validation.max_future_skew_s >= 0,
+            "validation.max_future_skew_s must not be negative"
+        );
+        for (id, site) in &self.sites {
+            anyhow::ensure!(site.day_start_hour < 24, "sites.{id}.day_start_hour must be 0-23");
+        }
+        Ok(())
+    }
+
+    /// Builds the sequencer's settings.
+    pub fn sequencer_config(&self) -> SequencerConfig {
+        SequencerConfig {
+            ledger_name: self.ledger.clone(),
+            batch_size: self.sequencer.batch_size,
+            ack_wait: Duration::from_secs(self.sequencer.ack_wait_s.max(1)),
+            append_mode: match self.sequencer.append {
+                AppendSetting::Atomic => AppendMode::Atomic,
+                AppendSetting::Pipelined => AppendMode::Pipelined,
+            },
+            time_policy: TimePolicy {
+                max_future_skew_s: self.validation.max_future_skew_s,
+                horizon_s: self.validation.horizon_days * 86_400,
+            },
+            sites: SiteRegistry {
+                sites: self.sites.clone(),
+                allow_unknown_sites: self.allow_unknown_sites,
+            },
+            topology: self.topology(),
+            ..SequencerConfig::default()
+        }
+    }
+
+    /// Builds the stream settings.
+    pub fn topology(&self) -> TopologySettings {
+        TopologySettings {
+            intake_max_bytes: self.intake.max_bytes,
+            intake_duplicate_window: Duration::from_secs(self.intake.duplicate_window_s.max(1)),
+            ..TopologySettings::default()
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! `checkin`: one binary for every role of the check-in ledger.
+
+mod commands;
+mod config;
+mod nats_server;
+mod view;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Default address of the NATS server.
+const DEFAULT_NATS: &str = "nats://127.0.0.1:4222";
+
+#[derive(Parser)]
+#[command(name = "checkin", version, about = "Hash-chained check-in (打卡) ledger on NATS JetStream")]
+struct Cli {
+    /// NATS server URL; `checkin up` starts a local server when this is not set.
+    #[arg(long, env = "CHECKIN_NATS", global = true)]
+    nats: Option<String>,
+
+    /// Directory for local state: the dedupe index and a local nats-server's store.
+    #[arg(long, env = "CHECKIN_DATA_DIR", default_value = "./data", global = true)]
+    data_dir: PathBuf,
+
+    /// Configuration file [default: ./checkin.toml when present].
+    #[arg(long, env = "CHECKIN_CONFIG", global = true)]
+    config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run everything in one process, starting a local nats-server unless --nats is given.
+    Up {
+        /// Port of the local nats-server.
+        #[arg(long, default_value_t = 4222)]
+        port: u16,
+    },
+    /// Run the ledger writer alone.
+    Sequencer,
+    /// Publish one JSON check-in, or JSON Lines, to intake.
+    Publish {
+        /// File to read; `-` or nothing reads standard input.
+        file: Option<PathBuf>,
+        /// Intake path: live devices, historical imports, or void requests.
+        #[arg(long, value_enum, default_value_t = IntakeArg::Live)]
+        intake: IntakeArg,
+    },
+    /// Read ledger records.
+    #[command(subcommand)]
+    Ledger(LedgerCommand),
+    /// Read refused submissions.
+    #[command(subcommand)]
+    Rejected(RejectedCommand),
+}
+
+#[derive(Subcommand)]
+enum LedgerCommand {
+    /// Show the last records.
+    Tail {
+        /// Number of records.
+        #[arg(short = 'n', default_value_t = 10)]
+        count: u64,
+        /// Print one JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the record at one sequence.
+    Show {
+        /// Ledger sequence.
+        seq: u64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum RejectedCommand {
+    /// Show the last refused submissions with their reasons.
+    Tail {
+        /// Number of entries.
+        #[arg(short = 'n', default_value_t = 10)]
+        count: u64,
+        /// Print one JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum IntakeArg {
+    Live,
+    Import,
+    Void,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(matches!(cli.command, Command::Up { .. } | Command::Sequencer));
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: failed to start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(commands::run(cli)) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs go to standard error; long-running roles log lifecycle at info, inspection commands only warnings.
+fn init_tracing(long_running: bool) {
+    let default = if long_running { "info" } else { "warn" };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}

@@ -1,0 +1,359 @@
+//! Validation of raw submissions into check-in and void records.
+//!
+//! Every failure is a [`Rejection`] with a stable reason code and the JSON
+//! path of the field it concerns. Checks run in a fixed order, so the same
+//! bytes are always refused for the same reason.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, NaiveDateTime};
+use serde_json::{Map, Value};
+use unicode_normalization::UnicodeNormalization;
+
+use crate::ids::EventId;
+use crate::reason::{Reason, Rejection};
+use crate::record::{CheckIn, Location, Method, Source, Void};
+use crate::sites::SiteRegistry;
+
+/// Largest accepted submission, in bytes.
+pub const MAX_SUBMISSION_BYTES: usize = 16 * 1024;
+/// Maximum number of `attributes` entries.
+pub const MAX_ATTRIBUTES: usize = 16;
+
+const MAX_ID_CHARS: usize = 128;
+const MAX_SITE_CHARS: usize = 64;
+const MAX_TEXT_CHARS: usize = 128;
+const MAX_ATTRIBUTE_KEY_CHARS: usize = 32;
+const MAX_ATTRIBUTE_VALUE_CHARS: usize = 256;
+const MAX_REASON_CHARS: usize = 512;
+const MAX_ACCURACY_M: f64 = 1_000_000.0;
+
+const CHECK_IN_FIELDS: [&str; 10] = [
+    "id", "customer", "site", "device", "at", "method", "location", "activity", "staff",
+    "attributes",
+];
+const LOCATION_FIELDS: [&str; 3] = ["lat", "lon", "accuracy_m"];
+const VOID_FIELDS: [&str; 4] = ["id", "target", "reason", "requested_by"];
+
+/// Time rules, in seconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TimePolicy {
+    /// How far `at` may be ahead of the sequencer's clock.
+    pub max_future_skew_s: i64,
+    /// How old a live check-in may be; imports are exempt.
+    pub horizon_s: i64,
+}
+
+impl Default for TimePolicy {
+    fn default() -> Self {
+        Self {
+            max_future_skew_s: 5 * 60,
+            horizon_s: 35 * 24 * 3600,
+        }
+    }
+}
+
+/// The intake path a submission came through, which decides its format and rules.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IntakeKind {
+    /// A check-in from a live device.
+    Live,
+    /// A check-in from a historical import, exempt from the horizon.
+    Import,
+    /// A request to void an earlier check-in.
+    Void,
+}
+
+/// A submission that passed validation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Submission {
+    /// A check-in.
+    CheckIn(CheckIn),
+    /// A void request.
+    Void(Void),
+}
+
+/// Validates raw submission bytes.
+///
+/// `now_us` is the sequencer's clock in UTC microseconds; it is a parameter so
+/// that validation stays a pure function.
+///
+/// # Errors
+///
+/// Returns the first rule the submission breaks.
+pub fn validate(
+    bytes: &[u8],
+    intake: IntakeKind,
+    now_us: i64,
+    policy: &TimePolicy,
+    sites: &SiteRegistry,
+) -> Result<Submission, Rejection> {
+    let object = parse_object(bytes)?;
+    match intake {
+        IntakeKind::Live => validate_check_in(&object, Source::Live, now_us, policy, sites),
+        IntakeKind::Import => validate_check_in(&object, Source::Import, now_us, policy, sites),
+        IntakeKind::Void => validate_void(&object),
+    }
+}
+
+fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, Rejection> {
+    if bytes.len() > MAX_SUBMISSION_BYTES {
+        return Err(Rejection::with_detail(Reason::PayloadTooLarge, "", bytes.len()));
+    }
+    let text = std::str::from_utf8(bytes)
+        .map_err(|err| Rejection::with_detail(Reason::InvalidUtf8, "", err.valid_up_to()))?;
+    let value: Value = serde_json::from_str(text)
+        .map_err(|err| Rejection::with_detail(Reason::InvalidJson, "", err))?;
+    match value {
+        Value::Object(object) => Ok(object),
+        other => Err(Rejection::with_detail(Reason::NotAnObject, "", json_type(&other))),
+    }
+}
+
+fn validate_check_in(
+    object: &Map<String, Value>,
+    source: Source,
+    now_us: i64,
+    policy: &TimePolicy,
+    sites: &SiteRegistry,
+) -> Result<Submission, Rejection> {
+    reject_unknown_fields(object, &CHECK_IN_FIELDS, "")?;
+
+    let event_id = required_uuid(object, "id")?;
+    let customer = required_text(object, "customer", MAX_ID_CHARS)?;
+    let site = required_text(object, "site", MAX_SITE_CHARS)?;
+    let device = required_text(object, "device", MAX_ID_CHARS)?;
+    let (at_us, utc_offset_s) = required_time(object, "at")?;
+    let method = required_method(object, "method")?;
+    let location = optional_location(object)?;
+    let activity = optional_text(object, "activity", MAX_TEXT_CHARS)?;
+    let staff = optional_text(object, "staff", MAX_TEXT_CHARS)?;
+    let attributes = optional_attributes(object)?;
+
+    check_time_window(at_us, source, now_us, policy)?;
+    if sites.lookup(&site).is_none() {
+        return Err(Rejection::with_detail(Reason::UnknownSite, "site", &site));
+    }
+
+    Ok(Submission::CheckIn(CheckIn {
+        event_id,
+        customer,
+        site,
+        device,
+        at_us,
+        utc_offset_s,
+        method,
+        location,
+        activity,
+        staff,
+        attributes,
+        source,
+    }))
+}
+
+fn validate_void(object: &Map<String, Value>) -> Result<Submission, Rejection> {
+    reject_unknown_fields(object, &VOID_FIELDS, "")?;
+
+    Ok(Submission::Void(Void {
+        event_id: required_uuid(object, "id")?,
+        target: required_uuid(object, "target")?,
+        reason: required_text(object, "reason", MAX_REASON_CHARS)?,
+        requested_by: required_text(object, "requested_by", MAX_ID_CHARS)?,
+    }))
+}
+
+fn reject_unknown_fields(
+    object: &Map<String, Value>,
+    known: &[&str],
+    prefix: &str,
+) -> Result<(), Rejection> {
+    match object.keys().find(|key| !known.contains(&key.as_str())) {
+        Some(unknown) => Err(Rejection::new(Reason::UnknownField, format!("{prefix}{unknown}"))),
+        None => Ok(()),
+    }
+}
+
+/// Returns the field's value, treating JSON `null` as absent.
+fn field<'a>(object: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
+    object.get(name).filter(|value| !value.is_null())
+}
+
+fn required_uuid(object: &Map<String, Value>, name: &str) -> Result<EventId, Rejection> {
+    let text = required_text(object, name, 64)
+        .map_err(|rejection| match rejection.reason {
+            Reason::TooLong => Rejection::new(Reason::InvalidUuid, name),
+            _ => rejection,
+        })?;
+    text.parse().map_err(|_| Rejection::new(Reason::InvalidUuid, name))
+}
+
+fn required_text(object: &Map<String, Value>, name: &str, max_chars: usize) -> Result<String, Rejection> {
+    let Some(value) = field(object, name) else {
+        return Err(Rejection::new(Reason::MissingField, name));
+    };
+    text_value(value, name, max_chars)
+}
+
+fn optional_text(
+    object: &Map<String, Value>,
+    name: &str,
+    max_chars: usize,
+) -> Result<Option<String>, Rejection> {
+    field(object, name)
+        .map(|value| text_value(value, name, max_chars))
+        .transpose()
+}
+
+/// Checks one text value and returns it NFC-normalised.
+fn text_value(value: &Value, path: &str, max_chars: usize) -> Result<String, Rejection> {
+    let Value::String(raw) = value else {
+        return Err(Rejection::with_detail(Reason::WrongType, path, "a string"));
+    };
+    if raw.trim().is_empty() {
+        return Err(Rejection::new(Reason::EmptyField, path));
+    }
+    if raw.chars().any(char::is_control) {
+        return Err(Rejection::new(Reason::ControlCharacter, path));
+    }
+
+    let normalised: String = raw.nfc().collect();
+    if normalised.chars().count() > max_chars {
+        return Err(Rejection::with_detail(Reason::TooLong, path, max_chars));
+    }
+    Ok(normalised)
+}
+
+/// Parses `at` into UTC microseconds and the device's offset in seconds.
+fn required_time(object: &Map<String, Value>, name: &str) -> Result<(i64, i32), Rejection> {
+    let text = required_text(object, name, 64)
+        .map_err(|rejection| match rejection.reason {
+            Reason::TooLong => Rejection::new(Reason::InvalidTimestamp, name),
+            _ => rejection,
+        })?;
+
+    match DateTime::parse_from_rfc3339(&text) {
+        Ok(at) => Ok((at.timestamp_micros(), at.offset().local_minus_utc())),
+        Err(_) if lacks_offset(&text) => Err(Rejection::new(Reason::MissingOffset, name)),
+        Err(_) => Err(Rejection::new(Reason::InvalidTimestamp, name)),
+    }
+}
+
+/// Tells whether text is a valid local date-time that only lacks an offset.
+fn lacks_offset(text: &str) -> bool {
+    ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M"]
+        .iter()
+        .any(|format| NaiveDateTime::parse_from_str(text, format).is_ok())
+}
+
+fn check_time_window(
+    at_us: i64,
+    source: Source,
+    now_us: i64,
+    policy: &TimePolicy,
+) -> Result<(), Rejection> {
+    let ahead_s = at_us.saturating_sub(now_us) / 1_000_000;
+    if ahead_s > policy.max_future_skew_s {
+        return Err(Rejection::with_detail(Reason::InFuture, "at", ahead_s));
+    }
+
+    let age_s = now_us.saturating_sub(at_us) / 1_000_000;
+    if source == Source::Live && age_s > policy.horizon_s {
+        let horizon_days = policy.horizon_s as f64 / 86_400.0;
+        return Err(Rejection::with_detail(Reason::BeyondHorizon, "at", horizon_days));
+    }
+    Ok(())
+}
+
+fn required_method(object: &Map<String, Value>, name: &str) -> Result<Method, Rejection> {
+    let text = required_text(object, name, MAX_TEXT_CHARS)
+        .map_err(|rejection| match rejection.reason {
+            Reason::TooLong => Rejection::new(Reason::InvalidMethod, name),
+            _ => rejection,
+        })?;
+    Method::from_name(&text).ok_or_else(|| Rejection::new(Reason::InvalidMethod, name))
+}
+
+fn optional_location(object: &Map<String, Value>) -> Result<Option<Location>, Rejection> {
+    let Some(value) = field(object, "location") else {
+        return Ok(None);
+    };
+    let Value::Object(location) = value else {
+        return Err(Rejection::with_detail(Reason::WrongType, "location", "an object"));
+    };
+    reject_unknown_fields(location, &LOCATION_FIELDS, "location.")?;
+
+    let lat = coordinate(location, "lat", 90.0, Reason::LatitudeOutOfRange)?;
+    let lon = coordinate(location, "lon", 180.0, Reason::LongitudeOutOfRange)?;
+    let accuracy_cm = optional_accuracy(location)?;
+
+    Ok(Some(Location {
+        lat_microdeg: lat,
+        lon_microdeg: lon,
+        accuracy_cm,
+    }))
+}
+
+/// Converts a coordinate in degrees to microdegrees after checking its range.
+fn coordinate(
+    location: &Map<String, Value>,
+    name: &str,
+    bound: f64,
+    out_of_range: Reason,
+) -> Result<i32, Rejection> {
+    let path = format!("location.{name}");
+    let Some(value) = field(location, name) else {
+        return Err(Rejection::new(Reason::MissingField, path));
+    };
+    let Some(degrees) = value.as_f64().filter(|degrees| degrees.is_finite()) else {
+        return Err(Rejection::new(Reason::InvalidCoordinate, path));
+    };
+    if !(-bound..=bound).contains(&degrees) {
+        return Err(Rejection::with_detail(out_of_range, path, value));
+    }
+    // Within ±180 degrees the product stays below i32::MAX, so the cast cannot saturate.
+    Ok((degrees * 1_000_000.0).round() as i32)
+}
+
+fn optional_accuracy(location: &Map<String, Value>) -> Result<Option<u32>, Rejection> {
+    let Some(value) = field(location, "accuracy_m") else {
+        return Ok(None);
+    };
+    match value.as_f64() {
+        Some(metres) if metres.is_finite() && (0.0..=MAX_ACCURACY_M).contains(&metres) => {
+            Ok(Some((metres * 100.0).round() as u32))
+        }
+        _ => Err(Rejection::new(Reason::InvalidAccuracy, "location.accuracy_m")),
+    }
+}
+
+fn optional_attributes(object: &Map<String, Value>) -> Result<Vec<(String, String)>, Rejection> {
+    let Some(value) = field(object, "attributes") else {
+        return Ok(Vec::new());
+    };
+    let Value::Object(entries) = value else {
+        return Err(Rejection::with_detail(Reason::WrongType, "attributes", "an object of strings"));
+    };
+    if entries.len() > MAX_ATTRIBUTES {
+        return Err(Rejection::with_detail(Reason::TooManyAttributes, "attributes", MAX_ATTRIBUTES));
+    }
+
+    let mut sorted = BTreeMap::new();
+    for (key, value) in entries {
+        let key_path = format!("attributes.{key}");
+        let key = text_value(&Value::String(key.clone()), &key_path, MAX_ATTRIBUTE_KEY_CHARS)?;
+        let value = text_value(value, &key_path, MAX_ATTRIBUTE_VALUE_CHARS)?;
+        sorted.insert(key, value);
+    }
+    Ok(sorted.into_iter().collect())
+}
+
+fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}

@@ -1,0 +1,189 @@
+//! Reading stored messages back from the ledger and rejected streams.
+
+use async_nats::HeaderMap;
+use async_nats::jetstream::{self, consumer, stream};
+use bytes::Bytes;
+use checkin_core::ChainHash;
+use checkin_core::chain::StoredLink;
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use thiserror::Error;
+
+use crate::headers;
+
+/// Why a stream could not be read.
+#[derive(Debug, Error)]
+#[error("failed to {action} stream {stream}: {source}")]
+pub struct ReadError {
+    action: &'static str,
+    stream: String,
+    source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+/// One stored message with its stream sequence.
+#[derive(Clone, Debug)]
+pub struct StoredMessage {
+    /// Stream sequence.
+    pub seq: u64,
+    /// Subject it was published on.
+    pub subject: String,
+    /// Headers, if any.
+    pub headers: Option<HeaderMap>,
+    /// Payload bytes as stored.
+    pub payload: Bytes,
+    /// When the server stored it, Unix nanoseconds.
+    pub stored_at_unix_ns: i128,
+}
+
+impl StoredMessage {
+    /// Returns a header value as text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        headers::text(self.headers.as_ref(), name)
+    }
+
+    /// Returns the message as a chain link for verification.
+    pub fn link(&self) -> StoredLink<'_> {
+        StoredLink {
+            seq: self.seq,
+            body: &self.payload,
+            prev: headers::chain_hash(self.headers.as_ref(), headers::PREV),
+            hash: headers::chain_hash(self.headers.as_ref(), headers::HASH),
+        }
+    }
+
+    /// Returns the stored `hash` header, if present and well formed.
+    pub fn hash_header(&self) -> Option<ChainHash> {
+        headers::chain_hash(self.headers.as_ref(), headers::HASH)
+    }
+}
+
+/// Reads one stream by sequence or in sequence ranges.
+#[derive(Clone)]
+pub struct StreamReader {
+    name: String,
+    stream: stream::Stream,
+}
+
+impl StreamReader {
+    /// Opens an existing stream.
+    ///
+    /// # Errors
+    ///
+    /// Fails when the stream does not exist or the server cannot be reached.
+    pub async fn open(js: &jetstream::Context, name: &str) -> Result<Self, ReadError> {
+        let stream = js
+            .get_stream(name)
+            .await
+            .map_err(|err| read_error("open", name, err))?;
+        Ok(Self {
+            name: name.to_string(),
+            stream,
+        })
+    }
+
+    /// Returns the first and last sequence held; `(0, 0)` for an empty stream
+    /// that never held a message.
+    ///
+    /// # Errors
+    ///
+    /// Fails when the server cannot be reached.
+    pub async fn bounds(&self) -> Result<(u64, u64), ReadError> {
+        let mut stream = self.stream.clone();
+        let info = stream
+            .info()
+            .await
+            .map_err(|err| read_error("read info of", &self.name, err))?;
+        Ok((info.state.first_sequence, info.state.last_sequence))
+    }
+
+    /// Returns the message at `seq`, or `None` when there is none.
+    ///
+    /// # Errors
+    ///
+    /// Fails when the server cannot be reached.
+    pub async fn get(&self, seq: u64) -> Result<Option<StoredMessage>, ReadError> {
+        use async_nats::jetstream::stream::RawMessageErrorKind;
+        match self.stream.get_raw_message(seq).await {
+            Ok(message) => Ok(Some(StoredMessage {
+                seq: message.sequence,
+                subject: message.subject.to_string(),
+                headers: Some(message.headers),
+                payload: message.payload,
+                stored_at_unix_ns: message.time.unix_timestamp_nanos(),
+            })),
+            Err(err) if err.kind() == RawMessageErrorKind::NoMessageFound => Ok(None),
+            Err(err) => Err(read_error("get a message from", &self.name, err)),
+        }
+    }
+
+    /// Streams the messages from `from` through `to` inclusive, in order,
+    /// with an ordered consumer that the server forgets once it is dropped.
+    ///
+    /// # Errors
+    ///
+    /// Fails when the consumer cannot be created; each item fails when the
+    /// server connection breaks.
+    pub async fn range(&self, from: u64, to: u64) -> Result<BoxStream<'static, Result<StoredMessage, ReadError>>, ReadError> {
+        if from > to {
+            return Ok(futures::stream::empty().boxed());
+        }
+        let name = self.name.clone();
+        let consumer = self
+            .stream
+            .create_consumer(consumer::pull::OrderedConfig {
+                deliver_policy: consumer::DeliverPolicy::ByStartSequence {
+                    start_sequence: from.max(1),
+                },
+                ..Default::default()
+            })
+            .await
+            .map_err(|err| read_error("create a reader on", &name, err))?;
+        let messages = consumer
+            .messages()
+            .await
+            .map_err(|err| read_error("read", &name, err))?;
+
+        let stream = messages.map(move |item| {
+            let message = item.map_err(|err| read_error("read", &name, err))?;
+            let info = message.info().map_err(|err| ReadError {
+                action: "read metadata from",
+                stream: name.clone(),
+                source: err,
+            })?;
+            Ok(StoredMessage {
+                seq: info.stream_sequence,
+                subject: message.subject.to_string(),
+                headers: message.headers.clone(),
+                payload: message.payload.clone(),
+                stored_at_unix_ns: info.published.unix_timestamp_nanos(),
+            })
+        });
+        // End right after `to` without polling the consumer again: it would
+        // wait for a message past the end that may never come.
+        let stream = futures::stream::unfold((stream.boxed(), false), move |(mut inner, done)| async move {
+            if done {
+                return None;
+            }
+            let item = inner.next().await?;
+            let finished = match &item {
+                Ok(message) if message.seq > to => return None,
+                Ok(message) => message.seq == to,
+                Err(_) => false,
+            };
+            Some((item, (inner, finished)))
+        });
+        Ok(stream.boxed())
+    }
+}
+
+fn read_error(
+    action: &'static str,
+    stream: &str,
+    err: impl std::error::Error + Send + Sync + 'static,
+) -> ReadError {
+    ReadError {
+        action,
+        stream: stream.to_string(),
+        source: Box::new(err),
+    }
+}

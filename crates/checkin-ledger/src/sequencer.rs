@@ -1,0 +1,672 @@
+//! The sequencer: the single writer that turns intake submissions into
+//! chained ledger records.
+//!
+//! For each batch pulled from intake it validates every submission, drops
+//! resends already in the ledger (by event id, through the persistent
+//! [`DedupeIndex`]), chains the new records onto the head, appends them with
+//! the sequence fence, records them in the index, publishes refusals to the
+//! rejected stream, and only then acknowledges the intake messages.
+//!
+//! Why nothing is lost or recorded twice, wherever the process dies:
+//! - intake messages are acknowledged last, so an unfinished batch is
+//!   delivered again;
+//! - the index always covers exactly the records `1..=head` before a batch is
+//!   planned, and every append is fenced on that head, so a record the index
+//!   does not know about makes the append fail instead of duplicating;
+//! - after any failed append the sequencer reloads the head and indexes the
+//!   records it missed, so redelivered submissions are recognised as resends.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_nats::jetstream::{self, AckKind, consumer};
+use checkin_core::chain::{ChainVerifier, GENESIS_SEQ, link_hash};
+use checkin_core::record::{Genesis, RecordKind};
+use checkin_core::sites::SiteRegistry;
+use checkin_core::validate::{IntakeKind, Submission, TimePolicy, validate};
+use checkin_core::{ChainHash, ChainHead, EventId, Reason, Record, RecordBody, Rejection, codec};
+use futures::StreamExt;
+use thiserror::Error;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use crate::dedupe::{DedupeIndex, IndexEntry, IndexError};
+use crate::reader::{ReadError, StoredMessage, StreamReader};
+use crate::rejected;
+use crate::topology::{
+    self, INTAKE_IMPORT, INTAKE_LIVE, INTAKE_STREAM, INTAKE_VOID, LEDGER_STREAM, TopologyError,
+    TopologySettings,
+};
+use crate::writer::{AppendError, AppendMode, ChainedRecord, LedgerWriter, MAX_ATOMIC_BATCH};
+
+/// Sequencer settings.
+#[derive(Clone, Debug)]
+pub struct SequencerConfig {
+    /// Ledger name written into the genesis record.
+    pub ledger_name: String,
+    /// Durable consumer name on the intake stream, shared by all sequencers of a ledger.
+    pub consumer_name: String,
+    /// Most submissions planned and appended together, at most 1000.
+    pub batch_size: usize,
+    /// How long an intake message may stay unacknowledged before JetStream delivers it again.
+    pub ack_wait: Duration,
+    /// How records are appended.
+    pub append_mode: AppendMode,
+    /// Time rules for `at`.
+    pub time_policy: TimePolicy,
+    /// Configured sites.
+    pub sites: SiteRegistry,
+    /// Stream settings.
+    pub topology: TopologySettings,
+}
+
+impl Default for SequencerConfig {
+    fn default() -> Self {
+        Self {
+            ledger_name: "default".into(),
+            consumer_name: "sequencer".into(),
+            batch_size: MAX_ATOMIC_BATCH,
+            ack_wait: Duration::from_secs(30),
+            append_mode: AppendMode::default(),
+            time_policy: TimePolicy::default(),
+            sites: SiteRegistry::default(),
+            topology: TopologySettings::default(),
+        }
+    }
+}
+
+/// Why the sequencer stopped or could not start.
+#[derive(Debug, Error)]
+pub enum SequencerError {
+    /// The streams could not be set up.
+    #[error(transparent)]
+    Topology(#[from] TopologyError),
+    /// The ledger could not be read.
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    /// The dedupe index failed.
+    #[error(transparent)]
+    Index(#[from] IndexError),
+    /// The stored chain is broken; appending onto it would hide the damage.
+    #[error("ledger chain is broken: {0}; run the auditor before writing again")]
+    BrokenChain(String),
+    /// Appends kept failing.
+    #[error("failed to append to the ledger after {attempts} attempts: {last}")]
+    Append {
+        /// Attempts made.
+        attempts: u32,
+        /// The last failure.
+        last: AppendError,
+    },
+    /// Intake could not be consumed or acknowledged.
+    #[error("failed to {action} intake: {detail}")]
+    Intake {
+        /// What was attempted.
+        action: &'static str,
+        /// What went wrong.
+        detail: String,
+    },
+    /// A refusal could not be stored.
+    #[error("failed to store a refused submission: {0}")]
+    Rejected(String),
+}
+
+impl SequencerError {
+    /// Tells whether the sequencer may go on with the next batch after this error.
+    fn is_transient(&self) -> bool {
+        match self {
+            Self::Intake { .. } | Self::Rejected(_) | Self::Read(_) | Self::Append { .. } => true,
+            Self::Topology(_) | Self::Index(_) | Self::BrokenChain(_) => false,
+        }
+    }
+}
+
+/// Counters of what the sequencer did, shared with whoever watches it.
+#[derive(Debug, Default)]
+pub struct SequencerStats {
+    /// Records appended.
+    pub appended: AtomicU64,
+    /// Resends dropped as already recorded.
+    pub duplicates: AtomicU64,
+    /// Submissions refused.
+    pub rejected: AtomicU64,
+    /// Appends that failed and were retried.
+    pub retries: AtomicU64,
+}
+
+/// What one batch turns into.
+#[derive(Default)]
+struct Plan {
+    records: Vec<ChainedRecord>,
+    entries: Vec<(EventId, IndexEntry)>,
+    rejections: Vec<(usize, Rejection)>,
+    duplicates: u64,
+}
+
+/// The ledger writer.
+pub struct Sequencer {
+    js: jetstream::Context,
+    config: SequencerConfig,
+    index: DedupeIndex,
+    writer: LedgerWriter,
+    ledger: StreamReader,
+    consumer: consumer::PullConsumer,
+    head: ChainHead,
+    stats: Arc<SequencerStats>,
+}
+
+impl Sequencer {
+    /// Sets up the streams, writes the genesis record of a new ledger, and
+    /// brings the dedupe index under `index_dir` up to the ledger head.
+    ///
+    /// # Errors
+    ///
+    /// Fails when the server cannot be reached, a stream's settings differ,
+    /// the index cannot be opened, or the stored chain is broken.
+    pub async fn start(
+        client: async_nats::Client,
+        config: SequencerConfig,
+        index_dir: &Path,
+    ) -> Result<Self, SequencerError> {
+        let js = jetstream::new(client.clone());
+        topology::ensure_streams(&js, &config.topology).await?;
+
+        let index = DedupeIndex::open(index_dir)?;
+        let writer = LedgerWriter::new(client, config.append_mode);
+        let ledger = StreamReader::open(&js, LEDGER_STREAM).await?;
+        let consumer = intake_consumer(&js, &config).await?;
+
+        let mut sequencer = Self {
+            js,
+            config,
+            index,
+            writer,
+            ledger,
+            consumer,
+            head: ChainHead::EMPTY,
+            stats: Arc::default(),
+        };
+        sequencer.write_genesis_if_empty().await?;
+        sequencer.catch_up().await?;
+        info!(seq = sequencer.head.seq, hash = %sequencer.head.hash, "sequencer ready");
+        Ok(sequencer)
+    }
+
+    /// Returns the ledger head as this sequencer knows it.
+    pub fn head(&self) -> ChainHead {
+        self.head
+    }
+
+    /// Returns the shared counters.
+    pub fn stats(&self) -> Arc<SequencerStats> {
+        self.stats.clone()
+    }
+
+    /// Runs until `shutdown` completes, then finishes the batch in hand and flushes the index.
+    ///
+    /// # Errors
+    ///
+    /// Returns the first error that makes going on unsafe, such as a broken
+    /// chain or a failed index; transient failures are logged and retried.
+    pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<(), SequencerError> {
+        let span = info_span!("sequencer", ledger = %self.config.ledger_name);
+        async move {
+            let mut messages = self
+                .consumer
+                .stream()
+                .max_messages_per_batch(self.config.batch_size)
+                .heartbeat(Duration::from_secs(5))
+                .messages()
+                .await
+                .map_err(|err| intake_error("pull from", err))?
+                .ready_chunks(self.config.batch_size);
+            tokio::pin!(shutdown);
+
+            loop {
+                let chunk = tokio::select! {
+                    biased;
+                    () = &mut shutdown => break,
+                    chunk = messages.next() => chunk,
+                };
+                let Some(chunk) = chunk else {
+                    return Err(SequencerError::Intake {
+                        action: "pull from",
+                        detail: "message stream ended".into(),
+                    });
+                };
+                let batch = collect_batch(chunk);
+                if batch.is_empty() {
+                    continue;
+                }
+                if let Err(err) = self.process(&batch).await {
+                    if !err.is_transient() {
+                        return Err(err);
+                    }
+                    warn!(error = %err, size = batch.len(), "failed to process batch, it will be delivered again");
+                    release(&batch).await;
+                }
+            }
+
+            self.index.flush().await?;
+            info!(seq = self.head.seq, "sequencer stopped");
+            Ok(())
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Plans, appends and acknowledges one batch, retrying appends after reloading the head.
+    async fn process(&mut self, batch: &[jetstream::Message]) -> Result<(), SequencerError> {
+        const MAX_ATTEMPTS: u32 = 8;
+        let mut attempt = 0;
+
+        let plan = loop {
+            let plan = self.plan(batch)?;
+            match self.writer.append(&plan.records).await {
+                Ok(()) => break plan,
+                Err(err) => {
+                    attempt += 1;
+                    self.stats.retries.fetch_add(1, Ordering::Relaxed);
+                    if attempt >= MAX_ATTEMPTS {
+                        return Err(SequencerError::Append { attempts: attempt, last: err });
+                    }
+                    warn!(error = %err, attempt, "append failed, reloading the ledger head");
+                    tokio::time::sleep(Duration::from_millis(20 * u64::from(attempt))).await;
+                    self.catch_up().await?;
+                }
+            }
+        };
+
+        if let Some(last) = plan.records.last() {
+            let through = ChainHead { seq: last.seq, hash: last.hash };
+            self.index.record(&plan.entries, through)?;
+            self.head = through;
+        }
+        self.store_rejections(batch, &plan.rejections).await?;
+
+        for message in batch {
+            message
+                .ack()
+                .await
+                .map_err(|err| intake_error("acknowledge", err))?;
+        }
+
+        self.stats.appended.fetch_add(plan.records.len() as u64, Ordering::Relaxed);
+        self.stats.duplicates.fetch_add(plan.duplicates, Ordering::Relaxed);
+        self.stats.rejected.fetch_add(plan.rejections.len() as u64, Ordering::Relaxed);
+        debug!(
+            appended = plan.records.len(),
+            duplicates = plan.duplicates,
+            rejected = plan.rejections.len(),
+            head = self.head.seq,
+            "batch done"
+        );
+        Ok(())
+    }
+
+    /// Validates, de-duplicates and chains a batch onto the current head.
+    fn plan(&self, batch: &[jetstream::Message]) -> Result<Plan, SequencerError> {
+        let now = chrono::Utc::now();
+        let now_us = now.timestamp_micros();
+        let mut plan = Plan::default();
+        let mut head = self.head;
+        let mut in_batch: HashMap<EventId, IndexEntry> = HashMap::new();
+
+        for (position, message) in batch.iter().enumerate() {
+            let body = match self.admit(message, now_us, &in_batch)? {
+                Admission::New(body) => body,
+                Admission::Duplicate => {
+                    plan.duplicates += 1;
+                    continue;
+                }
+                Admission::Rejected(rejection) => {
+                    plan.rejections.push((position, rejection));
+                    continue;
+                }
+            };
+
+            let kind = body.kind();
+            let event_id = body.event_id().expect("check-ins and voids carry an event id");
+            let digest = content_digest(&body);
+            let record = Record {
+                recorded_at_us: now_us,
+                body,
+            };
+            let bytes = match codec::encode(&record) {
+                Ok(bytes) => bytes,
+                Err(err) => {
+                    let rejection = Rejection::with_detail(Reason::PayloadTooLarge, "", err);
+                    plan.rejections.push((position, rejection));
+                    continue;
+                }
+            };
+
+            let chained = ChainedRecord::chain(&head, bytes, kind);
+            head = ChainHead { seq: chained.seq, hash: chained.hash };
+            let entry = IndexEntry { seq: chained.seq, kind, digest };
+            in_batch.insert(event_id, entry);
+            plan.entries.push((event_id, entry));
+            plan.records.push(chained);
+        }
+        Ok(plan)
+    }
+
+    /// Decides what one intake message becomes.
+    fn admit(
+        &self,
+        message: &jetstream::Message,
+        now_us: i64,
+        in_batch: &HashMap<EventId, IndexEntry>,
+    ) -> Result<Admission, SequencerError> {
+        let subject = message.subject.as_str();
+        let intake = match subject {
+            INTAKE_LIVE => IntakeKind::Live,
+            INTAKE_IMPORT => IntakeKind::Import,
+            INTAKE_VOID => IntakeKind::Void,
+            other => {
+                return Ok(Admission::Rejected(Rejection::with_detail(
+                    Reason::UnknownSubject,
+                    "",
+                    other,
+                )));
+            }
+        };
+
+        let submission = match validate(
+            &message.payload,
+            intake,
+            now_us,
+            &self.config.time_policy,
+            &self.config.sites,
+        ) {
+            Ok(submission) => submission,
+            Err(rejection) => return Ok(Admission::Rejected(rejection)),
+        };
+        let body = match submission {
+            Submission::CheckIn(check_in) => RecordBody::CheckIn(check_in),
+            Submission::Void(void) => RecordBody::Void(void),
+        };
+
+        let lookup = |id: &EventId| -> Result<Option<IndexEntry>, SequencerError> {
+            match in_batch.get(id) {
+                Some(entry) => Ok(Some(*entry)),
+                None => Ok(self.index.get(id)?),
+            }
+        };
+
+        let event_id = body.event_id().expect("check-ins and voids carry an event id");
+        if let Some(known) = lookup(&event_id)? {
+            if known.digest == content_digest(&body) {
+                return Ok(Admission::Duplicate);
+            }
+            return Ok(Admission::Rejected(Rejection::with_detail(
+                Reason::IdConflict,
+                "id",
+                known.seq,
+            )));
+        }
+
+        if let RecordBody::Void(void) = &body {
+            let target = lookup(&void.target)?;
+            if !target.is_some_and(|entry| entry.kind == RecordKind::CheckIn) {
+                return Ok(Admission::Rejected(Rejection::with_detail(
+                    Reason::UnknownTarget,
+                    "target",
+                    void.target,
+                )));
+            }
+        }
+        Ok(Admission::New(body))
+    }
+
+    async fn store_rejections(
+        &self,
+        batch: &[jetstream::Message],
+        rejections: &[(usize, Rejection)],
+    ) -> Result<(), SequencerError> {
+        let now = chrono::Utc::now();
+        let mut acks = Vec::with_capacity(rejections.len());
+        for (position, rejection) in rejections {
+            let message = &batch[*position];
+            let intake_seq = message.info().map(|info| info.stream_sequence).unwrap_or_default();
+            debug!(reason = rejection.reason.code(), field = %rejection.field, intake_seq, "submission refused");
+            let ack = rejected::publish(
+                &self.js,
+                rejection,
+                message.payload.clone(),
+                message.subject.as_str(),
+                intake_seq,
+                now,
+            )
+            .await
+            .map_err(|err| SequencerError::Rejected(err.to_string()))?;
+            acks.push(ack);
+        }
+        for ack in acks {
+            ack.await.map_err(|err| SequencerError::Rejected(err.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// Appends the genesis record when the ledger stream is empty.
+    async fn write_genesis_if_empty(&mut self) -> Result<(), SequencerError> {
+        let (_, last) = self.ledger.bounds().await?;
+        if last > 0 {
+            return Ok(());
+        }
+
+        let genesis = Record {
+            recorded_at_us: chrono::Utc::now().timestamp_micros(),
+            body: RecordBody::Genesis(Genesis {
+                ledger: self.config.ledger_name.clone(),
+                description: format!("checkin ledger {}", self.config.ledger_name),
+            }),
+        };
+        let bytes = codec::encode(&genesis).map_err(|err| SequencerError::BrokenChain(err.to_string()))?;
+        let record = ChainedRecord::chain(&ChainHead::EMPTY, bytes, RecordKind::Genesis);
+        match self.writer.append(std::slice::from_ref(&record)).await {
+            Ok(()) => {
+                info!(ledger = %self.config.ledger_name, hash = %record.hash, "genesis record written");
+                Ok(())
+            }
+            // Another sequencer wrote the genesis first; its record is the ledger's identity.
+            Err(AppendError::Conflict { .. }) => Ok(()),
+            Err(last) => Err(SequencerError::Append { attempts: 1, last }),
+        }
+    }
+
+    /// Reloads the head from the stream and indexes every record the index lacks,
+    /// verifying the chain on the way.
+    async fn catch_up(&mut self) -> Result<(), SequencerError> {
+        let (first, last) = self.ledger.bounds().await?;
+        if first > GENESIS_SEQ {
+            // TODO(#4): rebuild the index from archive segments once the archiver purges the stream.
+            return Err(SequencerError::BrokenChain(format!(
+                "the stream starts at seq {first}, and indexing it needs the archived records before it"
+            )));
+        }
+        let genesis_hash = self.genesis_hash().await?;
+        let mut through = self.index.through()?;
+
+        let indexed_genesis = self.index.genesis()?;
+        if indexed_genesis != Some(genesis_hash) || !self.index_matches_ledger(through, last).await? {
+            if indexed_genesis.is_some() {
+                warn!(indexed_through = through.seq, ledger_head = last, "dedupe index does not match the ledger, rebuilding it");
+            }
+            self.index.reset(genesis_hash)?;
+            through = ChainHead::EMPTY;
+        }
+        if through.seq < last {
+            info!(from = through.seq + 1, to = last, "indexing ledger records");
+        }
+
+        let verifier = self.index_range(through, last).await?;
+        self.head = verifier.head();
+        Ok(())
+    }
+
+    /// Returns the recomputed hash of the genesis record.
+    async fn genesis_hash(&self) -> Result<ChainHash, SequencerError> {
+        let Some(genesis) = self.ledger.get(GENESIS_SEQ).await? else {
+            return Err(SequencerError::BrokenChain("the genesis record is missing".into()));
+        };
+        let hash = link_hash(&ChainHash::ZERO, GENESIS_SEQ, &genesis.payload);
+        if genesis.hash_header() != Some(hash) {
+            return Err(SequencerError::BrokenChain(format!(
+                "seq {GENESIS_SEQ}: hash header does not match the genesis record"
+            )));
+        }
+        Ok(hash)
+    }
+
+    /// Tells whether the index's last record is still the ledger's record at that sequence.
+    async fn index_matches_ledger(&self, through: ChainHead, last: u64) -> Result<bool, SequencerError> {
+        if through.seq == 0 {
+            return Ok(true);
+        }
+        if through.seq > last {
+            return Ok(false);
+        }
+        let stored = self.ledger.get(through.seq).await?;
+        Ok(stored.and_then(|message| message.hash_header()) == Some(through.hash))
+    }
+
+    /// Reads records after `through` up to `last`, verifies them and adds their ids to the index.
+    async fn index_range(&self, through: ChainHead, last: u64) -> Result<ChainVerifier, SequencerError> {
+        const CHUNK: usize = 10_000;
+        let mut verifier = if through.seq == 0 {
+            ChainVerifier::new()
+        } else {
+            ChainVerifier::resume(through)
+        };
+        let mut records = self.ledger.range(through.seq + 1, last).await?;
+        let mut entries = Vec::with_capacity(CHUNK);
+
+        while let Some(message) = records.next().await {
+            let message = message?;
+            index_one(&mut verifier, &message, &mut entries)?;
+            if entries.len() >= CHUNK {
+                self.index.record(&entries, verifier.head())?;
+                entries.clear();
+            }
+        }
+        if verifier.head().seq != last {
+            return Err(SequencerError::BrokenChain(format!(
+                "read up to seq {} of {last}",
+                verifier.head().seq
+            )));
+        }
+        if verifier.head().seq > through.seq {
+            self.index.record(&entries, verifier.head())?;
+        }
+        Ok(verifier)
+    }
+}
+
+enum Admission {
+    New(RecordBody),
+    Duplicate,
+    Rejected(Rejection),
+}
+
+/// Verifies one stored record and collects its index entry.
+fn index_one(
+    verifier: &mut ChainVerifier,
+    message: &StoredMessage,
+    entries: &mut Vec<(EventId, IndexEntry)>,
+) -> Result<(), SequencerError> {
+    verifier.push(message.link());
+    if let Some(finding) = verifier.findings().first() {
+        return Err(SequencerError::BrokenChain(finding.to_string()));
+    }
+
+    let record = codec::decode(&message.payload)
+        .map_err(|err| SequencerError::BrokenChain(format!("seq {}: {err}", message.seq)))?;
+    if let Some(event_id) = record.body.event_id() {
+        let entry = IndexEntry {
+            seq: message.seq,
+            kind: record.body.kind(),
+            digest: content_digest(&record.body),
+        };
+        entries.push((event_id, entry));
+    }
+    Ok(())
+}
+
+/// Digest of a record body without the sequencer's time, so a resend of the
+/// same submission matches the stored record.
+pub fn content_digest(body: &RecordBody) -> [u8; 16] {
+    let timeless = Record {
+        recorded_at_us: 0,
+        body: body.clone(),
+    };
+    let bytes = codec::encode(&timeless).unwrap_or_default();
+    let hash = blake3::hash(&bytes);
+    let mut digest = [0u8; 16];
+    digest.copy_from_slice(&hash.as_bytes()[..16]);
+    digest
+}
+
+async fn intake_consumer(
+    js: &jetstream::Context,
+    config: &SequencerConfig,
+) -> Result<consumer::PullConsumer, SequencerError> {
+    let stream = js
+        .get_stream(INTAKE_STREAM)
+        .await
+        .map_err(|err| intake_error("open", err))?;
+    let consumer_config = consumer::pull::Config {
+        durable_name: Some(config.consumer_name.clone()),
+        description: Some("checkin sequencer".into()),
+        ack_policy: consumer::AckPolicy::Explicit,
+        ack_wait: config.ack_wait,
+        max_deliver: -1,
+        max_ack_pending: 20_000,
+        max_batch: MAX_ATOMIC_BATCH as i64,
+        ..Default::default()
+    };
+    match stream.get_consumer::<consumer::pull::Config>(&config.consumer_name).await {
+        Ok(_) => stream
+            .update_consumer(consumer_config)
+            .await
+            .map_err(|err| intake_error("update the consumer of", err)),
+        Err(_) => stream
+            .create_consumer(consumer_config)
+            .await
+            .map_err(|err| intake_error("create the consumer of", err)),
+    }
+}
+
+/// Drops the heartbeat errors that the pull stream reports between messages.
+fn collect_batch(
+    chunk: Vec<Result<jetstream::Message, jetstream::consumer::pull::MessagesError>>,
+) -> Vec<jetstream::Message> {
+    chunk
+        .into_iter()
+        .filter_map(|item| match item {
+            Ok(message) => Some(message),
+            Err(err) => {
+                warn!(error = %err, "intake pull reported an error");
+                None
+            }
+        })
+        .collect()
+}
+
+/// Hands a batch back to JetStream for quick redelivery after a transient failure.
+async fn release(batch: &[jetstream::Message]) {
+    for message in batch {
+        if let Err(err) = message.ack_with(AckKind::Nak(Some(Duration::from_millis(500)))).await {
+            debug!(error = %err, "failed to release intake message; it is delivered again after ack_wait");
+        }
+    }
+}
+
+fn intake_error(action: &'static str, err: impl std::fmt::Display) -> SequencerError {
+    SequencerError::Intake {
+        action,
+        detail: err.to_string(),
+    }
+}

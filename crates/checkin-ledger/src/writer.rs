@@ -1,0 +1,283 @@
+//! Fenced appends to the ledger stream.
+//!
+//! Every append states the stream sequence it expects to follow, so a second
+//! writer, a stale writer or a lost message can never fork the chain or leave
+//! a hole: JetStream refuses the append instead.
+
+use std::time::Duration;
+
+use async_nats::HeaderMap;
+use async_nats::jetstream::{self, context::PublishErrorKind};
+use bytes::Bytes;
+use checkin_core::{ChainHash, ChainHead, record::RecordKind};
+use serde::Deserialize;
+use thiserror::Error;
+
+use crate::headers;
+use crate::topology::LEDGER_SUBJECT;
+
+/// Largest number of messages JetStream takes in one atomic batch.
+pub const MAX_ATOMIC_BATCH: usize = 1000;
+
+/// JetStream error code for a failed `Nats-Expected-Last-Sequence` check.
+const WRONG_LAST_SEQUENCE: u64 = 10071;
+
+/// How records are appended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum AppendMode {
+    /// One atomic batch per call: all records are stored or none. With the
+    /// server's `sync_interval: always` each batch costs one disk sync, which
+    /// makes this the durable mode.
+    #[default]
+    Atomic,
+    /// One publish per record, pipelined, each fenced on its predecessor. A
+    /// failure can leave a prefix of the records appended.
+    Pipelined,
+}
+
+/// A record ready to append: encoded, chained and placed at its sequence.
+#[derive(Clone, Debug)]
+pub struct ChainedRecord {
+    /// Stream sequence the record must land at.
+    pub seq: u64,
+    /// Canonical record bytes.
+    pub body: Bytes,
+    /// Hash of the record at `seq - 1`.
+    pub prev: ChainHash,
+    /// This record's chain hash.
+    pub hash: ChainHash,
+    /// Record kind, for the header.
+    pub kind: RecordKind,
+}
+
+impl ChainedRecord {
+    /// Chains `body` onto `head`.
+    pub fn chain(head: &ChainHead, body: Vec<u8>, kind: RecordKind) -> Self {
+        let next = head.advance(&body);
+        Self {
+            seq: next.seq,
+            body: body.into(),
+            prev: head.hash,
+            hash: next.hash,
+            kind,
+        }
+    }
+
+    fn headers(&self) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        map.insert(headers::PREV, self.prev.to_hex().as_str());
+        map.insert(headers::HASH, self.hash.to_hex().as_str());
+        map.insert(headers::KIND, self.kind.as_str());
+        map
+    }
+}
+
+/// Why an append failed.
+#[derive(Debug, Error)]
+pub enum AppendError {
+    /// The stream's last sequence was not the expected one: another writer appended first.
+    #[error("ledger moved past seq {expected_last}: another writer appended first")]
+    Conflict {
+        /// The last sequence the append expected.
+        expected_last: u64,
+    },
+    /// The server answered with an error other than a fence conflict.
+    #[error("ledger refused the append: {0}")]
+    Refused(String),
+    /// No answer came back; the records may or may not be stored.
+    #[error("append outcome unknown: {0}")]
+    Unknown(String),
+    /// The server stored a record at another sequence than planned.
+    #[error("ledger stored seq {actual}, expected {expected}")]
+    UnexpectedSequence {
+        /// Planned sequence.
+        expected: u64,
+        /// Sequence in the acknowledgement.
+        actual: u64,
+    },
+}
+
+impl AppendError {
+    /// Tells whether the records were certainly not stored.
+    ///
+    /// When this is false the caller must reload the head from the stream
+    /// before it appends again; the sequencer always does, since a pipelined
+    /// append can leave a stored prefix even on a conflict.
+    pub fn certainly_not_appended(&self) -> bool {
+        match self {
+            Self::Conflict { .. } | Self::Refused(_) => true,
+            Self::Unknown(_) | Self::UnexpectedSequence { .. } => false,
+        }
+    }
+}
+
+/// Appends chained records to the ledger stream.
+#[derive(Clone)]
+pub struct LedgerWriter {
+    client: async_nats::Client,
+    js: jetstream::Context,
+    mode: AppendMode,
+    timeout: Duration,
+}
+
+impl LedgerWriter {
+    /// Creates a writer over a connected client.
+    pub fn new(client: async_nats::Client, mode: AppendMode) -> Self {
+        let js = jetstream::new(client.clone());
+        Self {
+            client,
+            js,
+            mode,
+            timeout: Duration::from_secs(10),
+        }
+    }
+
+    /// Returns the append mode.
+    pub fn mode(&self) -> AppendMode {
+        self.mode
+    }
+
+    /// Appends consecutive records; the first must follow the stream's current last sequence.
+    ///
+    /// # Errors
+    ///
+    /// See [`AppendError`]; [`AppendError::certainly_not_appended`] tells whether
+    /// anything may have been stored.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe: dropping the future can leave some records stored.
+    pub async fn append(&self, records: &[ChainedRecord]) -> Result<(), AppendError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        match self.mode {
+            AppendMode::Atomic => {
+                for chunk in records.chunks(MAX_ATOMIC_BATCH) {
+                    self.append_atomic(chunk).await?;
+                }
+                Ok(())
+            }
+            AppendMode::Pipelined => self.append_pipelined(records).await,
+        }
+    }
+
+    async fn append_pipelined(&self, records: &[ChainedRecord]) -> Result<(), AppendError> {
+        let mut pending = Vec::with_capacity(records.len());
+        for record in records {
+            let mut map = record.headers();
+            map.insert("Nats-Expected-Last-Sequence", (record.seq - 1).to_string().as_str());
+            let ack = self
+                .js
+                .publish_with_headers(LEDGER_SUBJECT, map, record.body.clone())
+                .await
+                .map_err(|err| classify_publish_error(err, record.seq - 1))?;
+            pending.push((record.seq, ack));
+        }
+
+        for (seq, ack) in pending {
+            let ack = ack.await.map_err(|err| classify_publish_error(err, seq - 1))?;
+            if ack.sequence != seq {
+                return Err(AppendError::UnexpectedSequence {
+                    expected: seq,
+                    actual: ack.sequence,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Publishes one atomic batch: only the commit message gets a reply, which
+    /// reports the outcome of the whole batch.
+    async fn append_atomic(&self, records: &[ChainedRecord]) -> Result<(), AppendError> {
+        let batch_id = uuid::Uuid::new_v4().simple().to_string();
+        let expected_last = records[0].seq - 1;
+        let last_index = records.len() - 1;
+
+        for (index, record) in records.iter().enumerate() {
+            let mut map = record.headers();
+            map.insert("Nats-Batch-Id", batch_id.as_str());
+            map.insert("Nats-Batch-Sequence", (index + 1).to_string().as_str());
+            if index == 0 {
+                map.insert("Nats-Expected-Last-Sequence", expected_last.to_string().as_str());
+            }
+            if index < last_index {
+                self.client
+                    .publish_with_headers(LEDGER_SUBJECT, map, record.body.clone())
+                    .await
+                    .map_err(|err| AppendError::Unknown(err.to_string()))?;
+                continue;
+            }
+
+            map.insert("Nats-Batch-Commit", "1");
+            let request = async_nats::Request::new()
+                .headers(map)
+                .payload(record.body.clone())
+                .timeout(Some(self.timeout));
+            let reply = self
+                .client
+                .send_request(LEDGER_SUBJECT, request)
+                .await
+                .map_err(|err| AppendError::Unknown(err.to_string()))?;
+            return check_batch_ack(&reply.payload, expected_last, records);
+        }
+        Ok(())
+    }
+}
+
+#[derive(Deserialize)]
+struct BatchAck {
+    #[serde(default)]
+    seq: u64,
+    #[serde(default)]
+    count: Option<u64>,
+    #[serde(default)]
+    error: Option<ApiError>,
+}
+
+#[derive(Deserialize)]
+struct ApiError {
+    #[serde(default)]
+    err_code: u64,
+    #[serde(default)]
+    description: String,
+}
+
+fn check_batch_ack(payload: &[u8], expected_last: u64, records: &[ChainedRecord]) -> Result<(), AppendError> {
+    let ack: BatchAck = serde_json::from_slice(payload).map_err(|err| {
+        AppendError::Unknown(format!(
+            "unreadable batch acknowledgement ({err}): {}",
+            String::from_utf8_lossy(payload)
+        ))
+    })?;
+    if let Some(error) = ack.error {
+        if error.err_code == WRONG_LAST_SEQUENCE {
+            return Err(AppendError::Conflict { expected_last });
+        }
+        return Err(AppendError::Refused(format!(
+            "{} (code {})",
+            error.description, error.err_code
+        )));
+    }
+
+    let expected_seq = records[records.len() - 1].seq;
+    if ack.seq != expected_seq || ack.count.is_some_and(|count| count != records.len() as u64) {
+        return Err(AppendError::UnexpectedSequence {
+            expected: expected_seq,
+            actual: ack.seq,
+        });
+    }
+    Ok(())
+}
+
+fn classify_publish_error(err: jetstream::context::PublishError, expected_last: u64) -> AppendError {
+    match err.kind() {
+        PublishErrorKind::WrongLastSequence => AppendError::Conflict { expected_last },
+        PublishErrorKind::TimedOut | PublishErrorKind::BrokenPipe => AppendError::Unknown(err.to_string()),
+        PublishErrorKind::StreamNotFound
+        | PublishErrorKind::WrongLastMessageId
+        | PublishErrorKind::MaxAckPending
+        | PublishErrorKind::MaxPayloadExceeded
+        | PublishErrorKind::Other => AppendError::Refused(err.to_string()),
+    }
+}
