@@ -281,7 +281,12 @@ impl ChainVerifier {
     /// hash of a sequence already pushed, if one was.
     pub fn check_expected_head(&mut self, expected: ChainHead, hash_at: Option<ChainHash>) {
         if self.head.seq < expected.seq {
-            self.report(self.head.seq + 1, FindingKind::Truncated, expected.seq, self.head.seq);
+            self.report(
+                self.head.seq + 1,
+                FindingKind::Truncated,
+                expected.seq,
+                self.head.seq,
+            );
             return;
         }
         if let Some(actual) = hash_at
@@ -291,7 +296,13 @@ impl ChainVerifier {
         }
     }
 
-    fn report(&mut self, seq: u64, kind: FindingKind, expected: impl ToString, actual: impl ToString) {
+    fn report(
+        &mut self,
+        seq: u64,
+        kind: FindingKind,
+        expected: impl ToString,
+        actual: impl ToString,
+    ) {
         self.findings.push(Finding {
             seq,
             kind,

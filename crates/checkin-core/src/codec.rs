@@ -6,7 +6,7 @@
 //! every field. Stored bytes are never rewritten: a reader upcasts older
 //! versions to the current [`Record`] type instead.
 
-use bincode::config::{Configuration, Fixint, LittleEndian, Limit};
+use bincode::config::{Configuration, Fixint, Limit, LittleEndian};
 use bincode::error::{DecodeError, EncodeError};
 use thiserror::Error;
 

@@ -21,6 +21,8 @@ pub enum Reason {
     NotAnObject,
     /// The object has a field the format does not define.
     UnknownField,
+    /// An object names the same field twice, in the raw JSON or after NFC normalisation.
+    DuplicateField,
     /// A required field is absent or null.
     MissingField,
     /// A required text field is empty or only whitespace.
@@ -65,12 +67,13 @@ pub enum Reason {
 
 impl Reason {
     /// All reasons, for catalogues and tests.
-    pub const ALL: [Reason; 25] = [
+    pub const ALL: [Reason; 26] = [
         Self::InvalidUtf8,
         Self::InvalidJson,
         Self::PayloadTooLarge,
         Self::NotAnObject,
         Self::UnknownField,
+        Self::DuplicateField,
         Self::MissingField,
         Self::EmptyField,
         Self::WrongType,
@@ -131,6 +134,11 @@ impl Reason {
                 "unknown_field",
                 "field `{field}` is not part of the submission format",
                 "字段 `{field}` 不属于提交格式",
+            ),
+            Self::DuplicateField => (
+                "duplicate_field",
+                "field `{field}` appears more than once",
+                "字段 `{field}` 出现了不止一次",
             ),
             Self::MissingField => (
                 "missing_field",

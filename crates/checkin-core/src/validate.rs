@@ -29,7 +29,15 @@ const MAX_REASON_CHARS: usize = 512;
 const MAX_ACCURACY_M: f64 = 1_000_000.0;
 
 const CHECK_IN_FIELDS: [&str; 10] = [
-    "id", "customer", "site", "device", "at", "method", "location", "activity", "staff",
+    "id",
+    "customer",
+    "site",
+    "device",
+    "at",
+    "method",
+    "location",
+    "activity",
+    "staff",
     "attributes",
 ];
 const LOCATION_FIELDS: [&str; 3] = ["lat", "lon", "accuracy_m"];
@@ -98,15 +106,27 @@ pub fn validate(
 
 fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, Rejection> {
     if bytes.len() > MAX_SUBMISSION_BYTES {
-        return Err(Rejection::with_detail(Reason::PayloadTooLarge, "", bytes.len()));
+        return Err(Rejection::with_detail(
+            Reason::PayloadTooLarge,
+            "",
+            bytes.len(),
+        ));
     }
     let text = std::str::from_utf8(bytes)
         .map_err(|err| Rejection::with_detail(Reason::InvalidUtf8, "", err.valid_up_to()))?;
     let value: Value = serde_json::from_str(text)
         .map_err(|err| Rejection::with_detail(Reason::InvalidJson, "", err))?;
+    // serde_json keeps the last of repeated keys, which would drop a value silently.
+    if let Some(path) = first_repeated_key(text) {
+        return Err(Rejection::new(Reason::DuplicateField, path));
+    }
     match value {
         Value::Object(object) => Ok(object),
-        other => Err(Rejection::with_detail(Reason::NotAnObject, "", json_type(&other))),
+        other => Err(Rejection::with_detail(
+            Reason::NotAnObject,
+            "",
+            json_type(&other),
+        )),
     }
 }
 
@@ -168,7 +188,10 @@ fn reject_unknown_fields(
     prefix: &str,
 ) -> Result<(), Rejection> {
     match object.keys().find(|key| !known.contains(&key.as_str())) {
-        Some(unknown) => Err(Rejection::new(Reason::UnknownField, format!("{prefix}{unknown}"))),
+        Some(unknown) => Err(Rejection::new(
+            Reason::UnknownField,
+            format!("{prefix}{unknown}"),
+        )),
         None => Ok(()),
     }
 }
@@ -179,15 +202,19 @@ fn field<'a>(object: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
 }
 
 fn required_uuid(object: &Map<String, Value>, name: &str) -> Result<EventId, Rejection> {
-    let text = required_text(object, name, 64)
-        .map_err(|rejection| match rejection.reason {
-            Reason::TooLong => Rejection::new(Reason::InvalidUuid, name),
-            _ => rejection,
-        })?;
-    text.parse().map_err(|_| Rejection::new(Reason::InvalidUuid, name))
+    let text = required_text(object, name, 64).map_err(|rejection| match rejection.reason {
+        Reason::TooLong => Rejection::new(Reason::InvalidUuid, name),
+        _ => rejection,
+    })?;
+    text.parse()
+        .map_err(|_| Rejection::new(Reason::InvalidUuid, name))
 }
 
-fn required_text(object: &Map<String, Value>, name: &str, max_chars: usize) -> Result<String, Rejection> {
+fn required_text(
+    object: &Map<String, Value>,
+    name: &str,
+    max_chars: usize,
+) -> Result<String, Rejection> {
     let Some(value) = field(object, name) else {
         return Err(Rejection::new(Reason::MissingField, name));
     };
@@ -225,11 +252,10 @@ fn text_value(value: &Value, path: &str, max_chars: usize) -> Result<String, Rej
 
 /// Parses `at` into UTC microseconds and the device's offset in seconds.
 fn required_time(object: &Map<String, Value>, name: &str) -> Result<(i64, i32), Rejection> {
-    let text = required_text(object, name, 64)
-        .map_err(|rejection| match rejection.reason {
-            Reason::TooLong => Rejection::new(Reason::InvalidTimestamp, name),
-            _ => rejection,
-        })?;
+    let text = required_text(object, name, 64).map_err(|rejection| match rejection.reason {
+        Reason::TooLong => Rejection::new(Reason::InvalidTimestamp, name),
+        _ => rejection,
+    })?;
 
     match DateTime::parse_from_rfc3339(&text) {
         Ok(at) => Ok((at.timestamp_micros(), at.offset().local_minus_utc())),
@@ -240,9 +266,13 @@ fn required_time(object: &Map<String, Value>, name: &str) -> Result<(i64, i32), 
 
 /// Tells whether text is a valid local date-time that only lacks an offset.
 fn lacks_offset(text: &str) -> bool {
-    ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M"]
-        .iter()
-        .any(|format| NaiveDateTime::parse_from_str(text, format).is_ok())
+    [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M",
+    ]
+    .iter()
+    .any(|format| NaiveDateTime::parse_from_str(text, format).is_ok())
 }
 
 fn check_time_window(
@@ -259,17 +289,22 @@ fn check_time_window(
     let age_s = now_us.saturating_sub(at_us) / 1_000_000;
     if source == Source::Live && age_s > policy.horizon_s {
         let horizon_days = policy.horizon_s as f64 / 86_400.0;
-        return Err(Rejection::with_detail(Reason::BeyondHorizon, "at", horizon_days));
+        return Err(Rejection::with_detail(
+            Reason::BeyondHorizon,
+            "at",
+            horizon_days,
+        ));
     }
     Ok(())
 }
 
 fn required_method(object: &Map<String, Value>, name: &str) -> Result<Method, Rejection> {
-    let text = required_text(object, name, MAX_TEXT_CHARS)
-        .map_err(|rejection| match rejection.reason {
-            Reason::TooLong => Rejection::new(Reason::InvalidMethod, name),
-            _ => rejection,
-        })?;
+    let text = required_text(object, name, MAX_TEXT_CHARS).map_err(|rejection| match rejection
+        .reason
+    {
+        Reason::TooLong => Rejection::new(Reason::InvalidMethod, name),
+        _ => rejection,
+    })?;
     Method::from_name(&text).ok_or_else(|| Rejection::new(Reason::InvalidMethod, name))
 }
 
@@ -278,7 +313,11 @@ fn optional_location(object: &Map<String, Value>) -> Result<Option<Location>, Re
         return Ok(None);
     };
     let Value::Object(location) = value else {
-        return Err(Rejection::with_detail(Reason::WrongType, "location", "an object"));
+        return Err(Rejection::with_detail(
+            Reason::WrongType,
+            "location",
+            "an object",
+        ));
     };
     reject_unknown_fields(location, &LOCATION_FIELDS, "location.")?;
 
@@ -322,7 +361,10 @@ fn optional_accuracy(location: &Map<String, Value>) -> Result<Option<u32>, Rejec
         Some(metres) if metres.is_finite() && (0.0..=MAX_ACCURACY_M).contains(&metres) => {
             Ok(Some((metres * 100.0).round() as u32))
         }
-        _ => Err(Rejection::new(Reason::InvalidAccuracy, "location.accuracy_m")),
+        _ => Err(Rejection::new(
+            Reason::InvalidAccuracy,
+            "location.accuracy_m",
+        )),
     }
 }
 
@@ -331,18 +373,36 @@ fn optional_attributes(object: &Map<String, Value>) -> Result<Vec<(String, Strin
         return Ok(Vec::new());
     };
     let Value::Object(entries) = value else {
-        return Err(Rejection::with_detail(Reason::WrongType, "attributes", "an object of strings"));
+        return Err(Rejection::with_detail(
+            Reason::WrongType,
+            "attributes",
+            "an object of strings",
+        ));
     };
     if entries.len() > MAX_ATTRIBUTES {
-        return Err(Rejection::with_detail(Reason::TooManyAttributes, "attributes", MAX_ATTRIBUTES));
+        return Err(Rejection::with_detail(
+            Reason::TooManyAttributes,
+            "attributes",
+            MAX_ATTRIBUTES,
+        ));
     }
 
     let mut sorted = BTreeMap::new();
     for (key, value) in entries {
         let key_path = format!("attributes.{key}");
-        let key = text_value(&Value::String(key.clone()), &key_path, MAX_ATTRIBUTE_KEY_CHARS)?;
+        let key = text_value(
+            &Value::String(key.clone()),
+            &key_path,
+            MAX_ATTRIBUTE_KEY_CHARS,
+        )?;
         let value = text_value(value, &key_path, MAX_ATTRIBUTE_VALUE_CHARS)?;
-        sorted.insert(key, value);
+        // Two keys that differ only in Unicode normalisation become one key.
+        if sorted.insert(key.clone(), value).is_some() {
+            return Err(Rejection::new(
+                Reason::DuplicateField,
+                format!("attributes.{key}"),
+            ));
+        }
     }
     Ok(sorted.into_iter().collect())
 }
@@ -356,4 +416,85 @@ fn json_type(value: &Value) -> &'static str {
         Value::Array(_) => "an array",
         Value::Object(_) => "an object",
     }
+}
+
+/// Returns the path of the first key repeated within one JSON object, such as
+/// `location.lat`. Expects text that already parsed as JSON.
+fn first_repeated_key(text: &str) -> Option<String> {
+    use serde::de::{Deserializer, MapAccess, SeqAccess, Visitor};
+
+    struct KeyCheck<'a> {
+        path: &'a str,
+        found: &'a mut Option<String>,
+    }
+
+    impl<'de> serde::de::DeserializeSeed<'de> for KeyCheck<'_> {
+        type Value = ();
+        fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+            deserializer.deserialize_any(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for KeyCheck<'_> {
+        type Value = ();
+
+        fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+            formatter.write_str("any JSON value")
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_str<E>(self, _: &str) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_unit<E>(self) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            while seq
+                .next_element_seed(KeyCheck {
+                    path: self.path,
+                    found: &mut *self.found,
+                })?
+                .is_some()
+            {}
+            Ok(())
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            let mut seen = std::collections::HashSet::new();
+            while let Some(key) = map.next_key::<String>()? {
+                let path = if self.path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{}.{key}", self.path)
+                };
+                if !seen.insert(key) && self.found.is_none() {
+                    *self.found = Some(path.clone());
+                }
+                map.next_value_seed(KeyCheck {
+                    path: &path,
+                    found: &mut *self.found,
+                })?;
+            }
+            Ok(())
+        }
+    }
+
+    let mut found = None;
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    let check = KeyCheck {
+        path: "",
+        found: &mut found,
+    };
+    serde::de::DeserializeSeed::deserialize(check, &mut deserializer).ok()?;
+    found
 }
