@@ -10,7 +10,9 @@ use async_nats::jetstream;
 use checkin_ledger::reader::StreamReader;
 use checkin_ledger::rejected::RejectedEntry;
 use checkin_ledger::sequencer::Sequencer;
-use checkin_ledger::topology::{INTAKE_IMPORT, INTAKE_LIVE, INTAKE_VOID, LEDGER_STREAM, REJECTED_STREAM};
+use checkin_ledger::topology::{
+    INTAKE_IMPORT, INTAKE_LIVE, INTAKE_VOID, LEDGER_STREAM, REJECTED_STREAM,
+};
 use tracing::{info, warn};
 
 use crate::config::{Config, Durability};
@@ -35,9 +37,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             run_sequencer(client, &cli.data_dir, config).await
         }
         Command::Publish { file, intake } => publish(url.as_deref(), file.as_deref(), intake).await,
-        Command::Ledger(LedgerCommand::Tail { count, json }) => ledger_tail(url.as_deref(), count, json).await,
-        Command::Ledger(LedgerCommand::Show { seq, json }) => ledger_show(url.as_deref(), seq, json).await,
-        Command::Rejected(RejectedCommand::Tail { count, json }) => rejected_tail(url.as_deref(), count, json).await,
+        Command::Ledger(LedgerCommand::Tail { count, json }) => {
+            ledger_tail(url.as_deref(), count, json).await
+        }
+        Command::Ledger(LedgerCommand::Show { seq, json }) => {
+            ledger_show(url.as_deref(), seq, json).await
+        }
+        Command::Rejected(RejectedCommand::Tail { count, json }) => {
+            rejected_tail(url.as_deref(), count, json).await
+        }
     }
 }
 
@@ -47,10 +55,19 @@ async fn connect(url: Option<&str>) -> anyhow::Result<async_nats::Client> {
         .name("checkin")
         .connect(url)
         .await
-        .with_context(|| format!("failed to connect to NATS at {url}; start one with `checkin up` or pass --nats URL"))
+        .with_context(|| {
+            format!(
+                "failed to connect to NATS at {url}; start one with `checkin up` or pass --nats URL"
+            )
+        })
 }
 
-async fn up(url: Option<String>, port: u16, data_dir: &Path, config: Config) -> anyhow::Result<ExitCode> {
+async fn up(
+    url: Option<String>,
+    port: u16,
+    data_dir: &Path,
+    config: Config,
+) -> anyhow::Result<ExitCode> {
     let local = match url {
         Some(_) => None,
         None => {
@@ -62,7 +79,10 @@ async fn up(url: Option<String>, port: u16, data_dir: &Path, config: Config) -> 
 
     let result = async {
         let client = connect(url.as_deref()).await?;
-        println!("checkin is up: NATS at {}", url.as_deref().unwrap_or(DEFAULT_NATS));
+        println!(
+            "checkin is up: NATS at {}",
+            url.as_deref().unwrap_or(DEFAULT_NATS)
+        );
         println!("  publish:  checkin publish examples/check-in.json");
         println!("  ledger:   checkin ledger tail");
         println!("  refused:  checkin rejected tail");
@@ -79,20 +99,30 @@ async fn up(url: Option<String>, port: u16, data_dir: &Path, config: Config) -> 
     result
 }
 
-async fn run_sequencer(client: async_nats::Client, data_dir: &Path, config: Config) -> anyhow::Result<ExitCode> {
+async fn run_sequencer(
+    client: async_nats::Client,
+    data_dir: &Path,
+    config: Config,
+) -> anyhow::Result<ExitCode> {
     let index_dir = data_dir.join("sequencer").join(&config.ledger);
-    std::fs::create_dir_all(&index_dir).with_context(|| format!("failed to create {}", index_dir.display()))?;
+    std::fs::create_dir_all(&index_dir)
+        .with_context(|| format!("failed to create {}", index_dir.display()))?;
 
     let sequencer = Sequencer::start(client, config.sequencer_config(), &index_dir)
         .await
         .context("failed to start the sequencer")?;
-    sequencer.run(shutdown_signal()).await.context("sequencer stopped")?;
+    sequencer
+        .run(shutdown_signal())
+        .await
+        .context("sequencer stopped")?;
     Ok(ExitCode::SUCCESS)
 }
 
 /// Completes on Ctrl-C or SIGTERM.
 async fn shutdown_signal() {
-    let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+    let mut terminate = match tokio::signal::unix::signal(
+        tokio::signal::unix::SignalKind::terminate(),
+    ) {
         Ok(signal) => signal,
         Err(err) => {
             warn!(error = %err, "failed to listen for SIGTERM; only Ctrl-C stops the process cleanly");
@@ -107,7 +137,11 @@ async fn shutdown_signal() {
     info!("shutdown requested");
 }
 
-async fn publish(url: Option<&str>, file: Option<&Path>, intake: IntakeArg) -> anyhow::Result<ExitCode> {
+async fn publish(
+    url: Option<&str>,
+    file: Option<&Path>,
+    intake: IntakeArg,
+) -> anyhow::Result<ExitCode> {
     let input = read_input(file)?;
     let submissions = split_submissions(&input);
     if submissions.is_empty() {
@@ -143,7 +177,9 @@ async fn publish(url: Option<&str>, file: Option<&Path>, intake: IntakeArg) -> a
                 Err(err) => Err(err),
             };
             match outcome {
-                Ok(ack) if ack.duplicate => println!("{shown}\tduplicate: intake already holds this id"),
+                Ok(ack) if ack.duplicate => {
+                    println!("{shown}\tduplicate: intake already holds this id")
+                }
                 Ok(ack) => println!("{shown}\taccepted: intake seq {}", ack.sequence),
                 Err(err) => {
                     failures += 1;
@@ -154,7 +190,10 @@ async fn publish(url: Option<&str>, file: Option<&Path>, intake: IntakeArg) -> a
     }
 
     if failures > 0 {
-        eprintln!("error: intake did not accept {failures} of {} submissions", submissions.len());
+        eprintln!(
+            "error: intake did not accept {failures} of {} submissions",
+            submissions.len()
+        );
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
@@ -164,13 +203,17 @@ fn read_input(file: Option<&Path>) -> anyhow::Result<Vec<u8>> {
     match file {
         None => read_stdin(),
         Some(path) if path == Path::new("-") => read_stdin(),
-        Some(path) => std::fs::read(path).with_context(|| format!("failed to read {}", path.display())),
+        Some(path) => {
+            std::fs::read(path).with_context(|| format!("failed to read {}", path.display()))
+        }
     }
 }
 
 fn read_stdin() -> anyhow::Result<Vec<u8>> {
     let mut input = Vec::new();
-    std::io::stdin().read_to_end(&mut input).context("failed to read standard input")?;
+    std::io::stdin()
+        .read_to_end(&mut input)
+        .context("failed to read standard input")?;
     Ok(input)
 }
 
@@ -264,4 +307,3 @@ async fn rejected_tail(url: Option<&str>, count: u64, json: bool) -> anyhow::Res
     }
     Ok(ExitCode::SUCCESS)
 }
-

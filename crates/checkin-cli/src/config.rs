@@ -127,7 +127,9 @@ impl Config {
             .with_context(|| format!("failed to read config file {}", path.display()))?;
         let config: Config = toml::from_str(&text)
             .with_context(|| format!("invalid config file {}", path.display()))?;
-        config.check().with_context(|| format!("invalid config file {}", path.display()))?;
+        config
+            .check()
+            .with_context(|| format!("invalid config file {}", path.display()))?;
         Ok((config, Some(path)))
     }
 
@@ -137,13 +139,19 @@ impl Config {
             "sequencer.batch_size must be between 1 and 1000, found {}",
             self.sequencer.batch_size
         );
-        anyhow::ensure!(self.validation.horizon_days > 0, "validation.horizon_days must be positive");
+        anyhow::ensure!(
+            self.validation.horizon_days > 0,
+            "validation.horizon_days must be positive"
+        );
         anyhow::ensure!(
             self.validation.max_future_skew_s >= 0,
             "validation.max_future_skew_s must not be negative"
         );
         for (id, site) in &self.sites {
-            anyhow::ensure!(site.day_start_hour < 24, "sites.{id}.day_start_hour must be 0-23");
+            anyhow::ensure!(
+                site.day_start_hour < 24,
+                "sites.{id}.day_start_hour must be 0-23"
+            );
         }
         Ok(())
     }

@@ -14,14 +14,23 @@ use clap::{Parser, Subcommand, ValueEnum};
 const DEFAULT_NATS: &str = "nats://127.0.0.1:4222";
 
 #[derive(Parser)]
-#[command(name = "checkin", version, about = "Hash-chained check-in (打卡) ledger on NATS JetStream")]
+#[command(
+    name = "checkin",
+    version,
+    about = "Hash-chained check-in (打卡) ledger on NATS JetStream"
+)]
 struct Cli {
     /// NATS server URL; `checkin up` starts a local server when this is not set.
     #[arg(long, env = "CHECKIN_NATS", global = true)]
     nats: Option<String>,
 
     /// Directory for local state: the dedupe index and a local nats-server's store.
-    #[arg(long, env = "CHECKIN_DATA_DIR", default_value = "./data", global = true)]
+    #[arg(
+        long,
+        env = "CHECKIN_DATA_DIR",
+        default_value = "./data",
+        global = true
+    )]
     data_dir: PathBuf,
 
     /// Configuration file [default: ./checkin.toml when present].
@@ -101,9 +110,15 @@ enum IntakeArg {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(matches!(cli.command, Command::Up { .. } | Command::Sequencer));
+    init_tracing(matches!(
+        cli.command,
+        Command::Up { .. } | Command::Sequencer
+    ));
 
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("error: failed to start the async runtime: {err}");

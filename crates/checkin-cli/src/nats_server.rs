@@ -31,7 +31,8 @@ impl LocalServer {
     pub async fn start(data_dir: &Path, port: u16, sync_always: bool) -> anyhow::Result<Self> {
         let binary = find_binary()?;
         let dir = data_dir.join("nats");
-        std::fs::create_dir_all(&dir).with_context(|| format!("failed to create {}", dir.display()))?;
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("failed to create {}", dir.display()))?;
         let dir = dir.canonicalize()?;
 
         let config_path = dir.join("nats-server.conf");
@@ -69,7 +70,10 @@ impl LocalServer {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        bail!("nats-server did not accept connections on {} within 10 s", self.url)
+        bail!(
+            "nats-server did not accept connections on {} within 10 s",
+            self.url
+        )
     }
 
     /// Asks the server to shut down cleanly, which syncs its store, and waits for it.
@@ -103,7 +107,10 @@ fn find_binary() -> anyhow::Result<PathBuf> {
         if path.is_file() {
             return Ok(path);
         }
-        bail!("{SERVER_ENV} names {}, which is not a file; {INSTALL_HINT}", path.display());
+        bail!(
+            "{SERVER_ENV} names {}, which is not a file; {INSTALL_HINT}",
+            path.display()
+        );
     }
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
@@ -114,7 +121,11 @@ fn find_binary() -> anyhow::Result<PathBuf> {
 
 fn server_config(dir: &Path, port: u16, sync_always: bool) -> String {
     let store = dir.join("jetstream");
-    let sync = if sync_always { "\n  sync_interval: always" } else { "" };
+    let sync = if sync_always {
+        "\n  sync_interval: always"
+    } else {
+        ""
+    };
     format!(
         "# Written by `checkin up`; edits are overwritten at the next start.\n\
          listen: 127.0.0.1:{port}\n\

@@ -1,8 +1,8 @@
 //! How ledger records and refusals are shown to people and as JSON.
 
 use checkin_core::chain::link_hash;
-use checkin_core::record::{CheckIn, RecordBody};
 use checkin_core::codec;
+use checkin_core::record::{CheckIn, RecordBody};
 use checkin_ledger::headers;
 use checkin_ledger::reader::StoredMessage;
 use checkin_ledger::rejected::RejectedEntry;
@@ -89,14 +89,24 @@ pub fn record_text(message: &StoredMessage) -> String {
         "HASH DOES NOT MATCH BODY"
     };
     let mut text = format!("seq {}  {}  ({chain_note})\n", message.seq, kind);
-    text.push_str(&format!("  hash  {}\n", view["hash"].as_str().unwrap_or("-")));
-    text.push_str(&format!("  prev  {}\n", view["prev"].as_str().unwrap_or("-")));
+    text.push_str(&format!(
+        "  hash  {}\n",
+        view["hash"].as_str().unwrap_or("-")
+    ));
+    text.push_str(&format!(
+        "  prev  {}\n",
+        view["prev"].as_str().unwrap_or("-")
+    ));
 
     let Value::Object(fields) = view else {
         return text;
     };
     for (key, value) in fields {
-        if matches!(key.as_str(), "seq" | "hash" | "prev" | "kind" | "hash_matches_body") || value.is_null() {
+        if matches!(
+            key.as_str(),
+            "seq" | "hash" | "prev" | "kind" | "hash_matches_body"
+        ) || value.is_null()
+        {
             continue;
         }
         if value.as_object().is_some_and(|object| object.is_empty()) {
@@ -116,7 +126,12 @@ pub fn rejected_text(entry: &RejectedEntry) -> String {
     let original = entry
         .original
         .clone()
-        .or_else(|| entry.original_hex.as_ref().map(|hex| format!("(hex) {hex}")))
+        .or_else(|| {
+            entry
+                .original_hex
+                .as_ref()
+                .map(|hex| format!("(hex) {hex}"))
+        })
         .unwrap_or_default();
     let original = truncate(&original, 200);
     format!(
@@ -127,7 +142,9 @@ pub fn rejected_text(entry: &RejectedEntry) -> String {
         entry.message,
         entry.message_zh,
         entry.intake_subject,
-        entry.intake_seq.map_or("-".to_string(), |seq| seq.to_string()),
+        entry
+            .intake_seq
+            .map_or("-".to_string(), |seq| seq.to_string()),
         original
     )
 }
@@ -154,9 +171,12 @@ fn utc_text(us: i64) -> String {
 
 /// Shows a device time in the device's own offset, as it was submitted.
 fn device_time_text(us: i64, offset_s: i32) -> String {
-    let offset = FixedOffset::east_opt(offset_s).unwrap_or(FixedOffset::east_opt(0).expect("zero offset is valid"));
+    let offset = FixedOffset::east_opt(offset_s)
+        .unwrap_or(FixedOffset::east_opt(0).expect("zero offset is valid"));
     DateTime::<Utc>::from_timestamp_micros(us)
-        .map(|time| time.with_timezone(&offset).to_rfc3339_opts(SecondsFormat::AutoSi, false))
+        .map(|time| {
+            time.with_timezone(&offset)
+                .to_rfc3339_opts(SecondsFormat::AutoSi, false)
+        })
         .unwrap_or_else(|| us.to_string())
 }
-

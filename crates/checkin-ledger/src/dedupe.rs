@@ -82,7 +82,10 @@ impl DedupeIndex {
     ///
     /// Fails when sled cannot open the directory, such as when another process holds it.
     pub fn open(dir: &Path) -> Result<Self, IndexError> {
-        let db = sled::Config::new().path(dir).flush_every_ms(Some(200)).open()?;
+        let db = sled::Config::new()
+            .path(dir)
+            .flush_every_ms(Some(200))
+            .open()?;
         let tree = db.open_tree("event_ids")?;
         Ok(Self { db, tree })
     }
@@ -130,7 +133,11 @@ impl DedupeIndex {
     /// # Errors
     ///
     /// Fails when storage fails; then nothing of the batch was applied.
-    pub fn record(&self, entries: &[(EventId, IndexEntry)], through: ChainHead) -> Result<(), IndexError> {
+    pub fn record(
+        &self,
+        entries: &[(EventId, IndexEntry)],
+        through: ChainHead,
+    ) -> Result<(), IndexError> {
         let mut batch = sled::Batch::default();
         for (id, entry) in entries {
             batch.insert(&entry_key(id)[..], &entry.encode()[..]);

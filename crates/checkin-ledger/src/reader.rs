@@ -123,7 +123,11 @@ impl StreamReader {
     ///
     /// Fails when the consumer cannot be created; each item fails when the
     /// server connection breaks.
-    pub async fn range(&self, from: u64, to: u64) -> Result<BoxStream<'static, Result<StoredMessage, ReadError>>, ReadError> {
+    pub async fn range(
+        &self,
+        from: u64,
+        to: u64,
+    ) -> Result<BoxStream<'static, Result<StoredMessage, ReadError>>, ReadError> {
         if from > to {
             return Ok(futures::stream::empty().boxed());
         }
@@ -160,18 +164,21 @@ impl StreamReader {
         });
         // End right after `to` without polling the consumer again: it would
         // wait for a message past the end that may never come.
-        let stream = futures::stream::unfold((stream.boxed(), false), move |(mut inner, done)| async move {
-            if done {
-                return None;
-            }
-            let item = inner.next().await?;
-            let finished = match &item {
-                Ok(message) if message.seq > to => return None,
-                Ok(message) => message.seq == to,
-                Err(_) => false,
-            };
-            Some((item, (inner, finished)))
-        });
+        let stream = futures::stream::unfold(
+            (stream.boxed(), false),
+            move |(mut inner, done)| async move {
+                if done {
+                    return None;
+                }
+                let item = inner.next().await?;
+                let finished = match &item {
+                    Ok(message) if message.seq > to => return None,
+                    Ok(message) => message.seq == to,
+                    Err(_) => false,
+                };
+                Some((item, (inner, finished)))
+            },
+        );
         Ok(stream.boxed())
     }
 }

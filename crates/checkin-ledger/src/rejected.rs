@@ -33,16 +33,28 @@ pub async fn publish(
     map.insert("Nats-Msg-Id", format!("intake-{intake_seq}").as_str());
     map.insert(headers::REASON, rejection.reason.code());
     map.insert(headers::FIELD, headers::sanitize(&rejection.field).as_str());
-    map.insert(headers::DETAIL, headers::sanitize(&rejection.detail).as_str());
-    map.insert(headers::MESSAGE, headers::sanitize(&rejection.message_en()).as_str());
-    map.insert(headers::MESSAGE_ZH, headers::sanitize(&rejection.message_zh()).as_str());
+    map.insert(
+        headers::DETAIL,
+        headers::sanitize(&rejection.detail).as_str(),
+    );
+    map.insert(
+        headers::MESSAGE,
+        headers::sanitize(&rejection.message_en()).as_str(),
+    );
+    map.insert(
+        headers::MESSAGE_ZH,
+        headers::sanitize(&rejection.message_zh()).as_str(),
+    );
     map.insert(headers::INTAKE_SUBJECT, intake_subject);
     map.insert(headers::INTAKE_SEQ, intake_seq.to_string().as_str());
     map.insert(
         headers::REJECTED_AT,
-        rejected_at.to_rfc3339_opts(SecondsFormat::Micros, true).as_str(),
+        rejected_at
+            .to_rfc3339_opts(SecondsFormat::Micros, true)
+            .as_str(),
     );
-    js.publish_with_headers(REJECTED_SUBJECT, map, original).await
+    js.publish_with_headers(REJECTED_SUBJECT, map, original)
+        .await
 }
 
 /// A refused submission as read back from the rejected stream.
@@ -91,7 +103,9 @@ impl RejectedEntry {
 
         Self {
             seq: message.seq,
-            message: rendered.as_ref().map_or_else(|| header(headers::MESSAGE), Rejection::message_en),
+            message: rendered
+                .as_ref()
+                .map_or_else(|| header(headers::MESSAGE), Rejection::message_en),
             message_zh: rendered
                 .as_ref()
                 .map_or_else(|| header(headers::MESSAGE_ZH), Rejection::message_zh),
@@ -99,7 +113,9 @@ impl RejectedEntry {
             field,
             rejected_at: header(headers::REJECTED_AT),
             intake_subject: header(headers::INTAKE_SUBJECT),
-            intake_seq: message.header(headers::INTAKE_SEQ).and_then(|seq| seq.parse().ok()),
+            intake_seq: message
+                .header(headers::INTAKE_SEQ)
+                .and_then(|seq| seq.parse().ok()),
             original,
             original_hex,
         }

@@ -270,7 +270,10 @@ impl Sequencer {
                     attempt += 1;
                     self.stats.retries.fetch_add(1, Ordering::Relaxed);
                     if attempt >= MAX_ATTEMPTS {
-                        return Err(SequencerError::Append { attempts: attempt, last: err });
+                        return Err(SequencerError::Append {
+                            attempts: attempt,
+                            last: err,
+                        });
                     }
                     warn!(error = %err, attempt, "append failed, reloading the ledger head");
                     tokio::time::sleep(Duration::from_millis(20 * u64::from(attempt))).await;
@@ -280,7 +283,10 @@ impl Sequencer {
         };
 
         if let Some(last) = plan.records.last() {
-            let through = ChainHead { seq: last.seq, hash: last.hash };
+            let through = ChainHead {
+                seq: last.seq,
+                hash: last.hash,
+            };
             self.index.record(&plan.entries, through)?;
             self.head = through;
         }
@@ -293,9 +299,15 @@ impl Sequencer {
                 .map_err(|err| intake_error("acknowledge", err))?;
         }
 
-        self.stats.appended.fetch_add(plan.records.len() as u64, Ordering::Relaxed);
-        self.stats.duplicates.fetch_add(plan.duplicates, Ordering::Relaxed);
-        self.stats.rejected.fetch_add(plan.rejections.len() as u64, Ordering::Relaxed);
+        self.stats
+            .appended
+            .fetch_add(plan.records.len() as u64, Ordering::Relaxed);
+        self.stats
+            .duplicates
+            .fetch_add(plan.duplicates, Ordering::Relaxed);
+        self.stats
+            .rejected
+            .fetch_add(plan.rejections.len() as u64, Ordering::Relaxed);
         debug!(
             appended = plan.records.len(),
             duplicates = plan.duplicates,
@@ -328,7 +340,9 @@ impl Sequencer {
             };
 
             let kind = body.kind();
-            let event_id = body.event_id().expect("check-ins and voids carry an event id");
+            let event_id = body
+                .event_id()
+                .expect("check-ins and voids carry an event id");
             let digest = content_digest(&body);
             let record = Record {
                 recorded_at_us: now_us,
@@ -344,8 +358,15 @@ impl Sequencer {
             };
 
             let chained = ChainedRecord::chain(&head, bytes, kind);
-            head = ChainHead { seq: chained.seq, hash: chained.hash };
-            let entry = IndexEntry { seq: chained.seq, kind, digest };
+            head = ChainHead {
+                seq: chained.seq,
+                hash: chained.hash,
+            };
+            let entry = IndexEntry {
+                seq: chained.seq,
+                kind,
+                digest,
+            };
             in_batch.insert(event_id, entry);
             plan.entries.push((event_id, entry));
             plan.records.push(chained);
@@ -396,7 +417,9 @@ impl Sequencer {
             }
         };
 
-        let event_id = body.event_id().expect("check-ins and voids carry an event id");
+        let event_id = body
+            .event_id()
+            .expect("check-ins and voids carry an event id");
         if let Some(known) = lookup(&event_id)? {
             if known.digest == content_digest(&body) {
                 return Ok(Admission::Duplicate);
@@ -430,7 +453,10 @@ impl Sequencer {
         let mut acks = Vec::with_capacity(rejections.len());
         for (position, rejection) in rejections {
             let message = &batch[*position];
-            let intake_seq = message.info().map(|info| info.stream_sequence).unwrap_or_default();
+            let intake_seq = message
+                .info()
+                .map(|info| info.stream_sequence)
+                .unwrap_or_default();
             debug!(reason = rejection.reason.code(), field = %rejection.field, intake_seq, "submission refused");
             let ack = rejected::publish(
                 &self.js,
@@ -445,7 +471,8 @@ impl Sequencer {
             acks.push(ack);
         }
         for ack in acks {
-            ack.await.map_err(|err| SequencerError::Rejected(err.to_string()))?;
+            ack.await
+                .map_err(|err| SequencerError::Rejected(err.to_string()))?;
         }
         Ok(())
     }
@@ -464,7 +491,8 @@ impl Sequencer {
                 description: format!("checkin ledger {}", self.config.ledger_name),
             }),
         };
-        let bytes = codec::encode(&genesis).map_err(|err| SequencerError::BrokenChain(err.to_string()))?;
+        let bytes =
+            codec::encode(&genesis).map_err(|err| SequencerError::BrokenChain(err.to_string()))?;
         let record = ChainedRecord::chain(&ChainHead::EMPTY, bytes, RecordKind::Genesis);
         match self.writer.append(std::slice::from_ref(&record)).await {
             Ok(()) => {
@@ -491,9 +519,15 @@ impl Sequencer {
         let mut through = self.index.through()?;
 
         let indexed_genesis = self.index.genesis()?;
-        if indexed_genesis != Some(genesis_hash) || !self.index_matches_ledger(through, last).await? {
+        if indexed_genesis != Some(genesis_hash)
+            || !self.index_matches_ledger(through, last).await?
+        {
             if indexed_genesis.is_some() {
-                warn!(indexed_through = through.seq, ledger_head = last, "dedupe index does not match the ledger, rebuilding it");
+                warn!(
+                    indexed_through = through.seq,
+                    ledger_head = last,
+                    "dedupe index does not match the ledger, rebuilding it"
+                );
             }
             self.index.reset(genesis_hash)?;
             through = ChainHead::EMPTY;
@@ -510,7 +544,9 @@ impl Sequencer {
     /// Returns the recomputed hash of the genesis record.
     async fn genesis_hash(&self) -> Result<ChainHash, SequencerError> {
         let Some(genesis) = self.ledger.get(GENESIS_SEQ).await? else {
-            return Err(SequencerError::BrokenChain("the genesis record is missing".into()));
+            return Err(SequencerError::BrokenChain(
+                "the genesis record is missing".into(),
+            ));
         };
         let hash = link_hash(&ChainHash::ZERO, GENESIS_SEQ, &genesis.payload);
         if genesis.hash_header() != Some(hash) {
@@ -522,7 +558,11 @@ impl Sequencer {
     }
 
     /// Tells whether the index's last record is still the ledger's record at that sequence.
-    async fn index_matches_ledger(&self, through: ChainHead, last: u64) -> Result<bool, SequencerError> {
+    async fn index_matches_ledger(
+        &self,
+        through: ChainHead,
+        last: u64,
+    ) -> Result<bool, SequencerError> {
         if through.seq == 0 {
             return Ok(true);
         }
@@ -534,7 +574,11 @@ impl Sequencer {
     }
 
     /// Reads records after `through` up to `last`, verifies them and adds their ids to the index.
-    async fn index_range(&self, through: ChainHead, last: u64) -> Result<ChainVerifier, SequencerError> {
+    async fn index_range(
+        &self,
+        through: ChainHead,
+        last: u64,
+    ) -> Result<ChainVerifier, SequencerError> {
         const CHUNK: usize = 10_000;
         let mut verifier = if through.seq == 0 {
             ChainVerifier::new()
@@ -627,7 +671,10 @@ async fn intake_consumer(
         max_batch: MAX_ATOMIC_BATCH as i64,
         ..Default::default()
     };
-    match stream.get_consumer::<consumer::pull::Config>(&config.consumer_name).await {
+    match stream
+        .get_consumer::<consumer::pull::Config>(&config.consumer_name)
+        .await
+    {
         Ok(_) => stream
             .update_consumer(consumer_config)
             .await
@@ -658,7 +705,10 @@ fn collect_batch(
 /// Hands a batch back to JetStream for quick redelivery after a transient failure.
 async fn release(batch: &[jetstream::Message]) {
     for message in batch {
-        if let Err(err) = message.ack_with(AckKind::Nak(Some(Duration::from_millis(500)))).await {
+        if let Err(err) = message
+            .ack_with(AckKind::Nak(Some(Duration::from_millis(500))))
+            .await
+        {
             debug!(error = %err, "failed to release intake message; it is delivered again after ack_wait");
         }
     }

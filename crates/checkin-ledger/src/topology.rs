@@ -113,7 +113,9 @@ impl TopologySettings {
 #[derive(Debug, Error)]
 pub enum TopologyError {
     /// An existing stream's setting differs from the one this ledger needs.
-    #[error("stream {stream} exists with {field} = {actual}, expected {expected}; change it by hand or use another server")]
+    #[error(
+        "stream {stream} exists with {field} = {actual}, expected {expected}; change it by hand or use another server"
+    )]
     Mismatch {
         /// Stream name.
         stream: String,
@@ -156,7 +158,10 @@ pub async fn ensure_streams(
     Ok(())
 }
 
-async fn ensure_stream(js: &jetstream::Context, expected: stream::Config) -> Result<(), TopologyError> {
+async fn ensure_stream(
+    js: &jetstream::Context,
+    expected: stream::Config,
+) -> Result<(), TopologyError> {
     let name = expected.name.clone();
     let server_error = |action: &'static str| {
         let stream = name.clone();
@@ -175,7 +180,8 @@ async fn ensure_stream(js: &jetstream::Context, expected: stream::Config) -> Res
                 .map_err(|err| server_error("read")(err.into()))?;
             check_config(&expected, &info.config)
         }
-        Err(err) if matches!(err.kind(), jetstream::context::GetStreamErrorKind::JetStream(ref api) if api.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND) => {
+        Err(err) if matches!(err.kind(), jetstream::context::GetStreamErrorKind::JetStream(ref api) if api.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND) =>
+        {
             js.create_stream(expected)
                 .await
                 .map_err(|err| server_error("create")(err.into()))?;
@@ -188,19 +194,71 @@ async fn ensure_stream(js: &jetstream::Context, expected: stream::Config) -> Res
 /// Compares the settings this ledger relies on, in a fixed order.
 fn check_config(expected: &stream::Config, actual: &stream::Config) -> Result<(), TopologyError> {
     let fields: [(&'static str, String, String); 13] = [
-        ("subjects", format!("{:?}", expected.subjects), format!("{:?}", actual.subjects)),
-        ("retention", format!("{:?}", expected.retention), format!("{:?}", actual.retention)),
-        ("storage", format!("{:?}", expected.storage), format!("{:?}", actual.storage)),
-        ("discard", format!("{:?}", expected.discard), format!("{:?}", actual.discard)),
-        ("max_bytes", limit(expected.max_bytes), limit(actual.max_bytes)),
-        ("max_msgs", limit(expected.max_messages), limit(actual.max_messages)),
-        ("max_age", format!("{:?}", expected.max_age), format!("{:?}", actual.max_age)),
-        ("max_msg_size", limit(expected.max_message_size.into()), limit(actual.max_message_size.into())),
-        ("duplicate_window", format!("{:?}", expected.duplicate_window), format!("{:?}", actual.duplicate_window)),
-        ("num_replicas", expected.num_replicas.max(1).to_string(), actual.num_replicas.max(1).to_string()),
-        ("deny_delete", expected.deny_delete.to_string(), actual.deny_delete.to_string()),
-        ("deny_purge", expected.deny_purge.to_string(), actual.deny_purge.to_string()),
-        ("allow_atomic", expected.allow_atomic_publish.to_string(), actual.allow_atomic_publish.to_string()),
+        (
+            "subjects",
+            format!("{:?}", expected.subjects),
+            format!("{:?}", actual.subjects),
+        ),
+        (
+            "retention",
+            format!("{:?}", expected.retention),
+            format!("{:?}", actual.retention),
+        ),
+        (
+            "storage",
+            format!("{:?}", expected.storage),
+            format!("{:?}", actual.storage),
+        ),
+        (
+            "discard",
+            format!("{:?}", expected.discard),
+            format!("{:?}", actual.discard),
+        ),
+        (
+            "max_bytes",
+            limit(expected.max_bytes),
+            limit(actual.max_bytes),
+        ),
+        (
+            "max_msgs",
+            limit(expected.max_messages),
+            limit(actual.max_messages),
+        ),
+        (
+            "max_age",
+            format!("{:?}", expected.max_age),
+            format!("{:?}", actual.max_age),
+        ),
+        (
+            "max_msg_size",
+            limit(expected.max_message_size.into()),
+            limit(actual.max_message_size.into()),
+        ),
+        (
+            "duplicate_window",
+            format!("{:?}", expected.duplicate_window),
+            format!("{:?}", actual.duplicate_window),
+        ),
+        (
+            "num_replicas",
+            expected.num_replicas.max(1).to_string(),
+            actual.num_replicas.max(1).to_string(),
+        ),
+        (
+            "deny_delete",
+            expected.deny_delete.to_string(),
+            actual.deny_delete.to_string(),
+        ),
+        (
+            "deny_purge",
+            expected.deny_purge.to_string(),
+            actual.deny_purge.to_string(),
+        ),
+        (
+            "allow_atomic",
+            expected.allow_atomic_publish.to_string(),
+            actual.allow_atomic_publish.to_string(),
+        ),
     ];
 
     for (field, wanted, found) in fields {

@@ -166,7 +166,10 @@ impl LedgerWriter {
         let mut pending = Vec::with_capacity(records.len());
         for record in records {
             let mut map = record.headers();
-            map.insert("Nats-Expected-Last-Sequence", (record.seq - 1).to_string().as_str());
+            map.insert(
+                "Nats-Expected-Last-Sequence",
+                (record.seq - 1).to_string().as_str(),
+            );
             let ack = self
                 .js
                 .publish_with_headers(LEDGER_SUBJECT, map, record.body.clone())
@@ -176,7 +179,9 @@ impl LedgerWriter {
         }
 
         for (seq, ack) in pending {
-            let ack = ack.await.map_err(|err| classify_publish_error(err, seq - 1))?;
+            let ack = ack
+                .await
+                .map_err(|err| classify_publish_error(err, seq - 1))?;
             if ack.sequence != seq {
                 return Err(AppendError::UnexpectedSequence {
                     expected: seq,
@@ -199,7 +204,10 @@ impl LedgerWriter {
             map.insert("Nats-Batch-Id", batch_id.as_str());
             map.insert("Nats-Batch-Sequence", (index + 1).to_string().as_str());
             if index == 0 {
-                map.insert("Nats-Expected-Last-Sequence", expected_last.to_string().as_str());
+                map.insert(
+                    "Nats-Expected-Last-Sequence",
+                    expected_last.to_string().as_str(),
+                );
             }
             if index < last_index {
                 self.client
@@ -243,7 +251,11 @@ struct ApiError {
     description: String,
 }
 
-fn check_batch_ack(payload: &[u8], expected_last: u64, records: &[ChainedRecord]) -> Result<(), AppendError> {
+fn check_batch_ack(
+    payload: &[u8],
+    expected_last: u64,
+    records: &[ChainedRecord],
+) -> Result<(), AppendError> {
     let ack: BatchAck = serde_json::from_slice(payload).map_err(|err| {
         AppendError::Unknown(format!(
             "unreadable batch acknowledgement ({err}): {}",
@@ -270,10 +282,15 @@ fn check_batch_ack(payload: &[u8], expected_last: u64, records: &[ChainedRecord]
     Ok(())
 }
 
-fn classify_publish_error(err: jetstream::context::PublishError, expected_last: u64) -> AppendError {
+fn classify_publish_error(
+    err: jetstream::context::PublishError,
+    expected_last: u64,
+) -> AppendError {
     match err.kind() {
         PublishErrorKind::WrongLastSequence => AppendError::Conflict { expected_last },
-        PublishErrorKind::TimedOut | PublishErrorKind::BrokenPipe => AppendError::Unknown(err.to_string()),
+        PublishErrorKind::TimedOut | PublishErrorKind::BrokenPipe => {
+            AppendError::Unknown(err.to_string())
+        }
         PublishErrorKind::StreamNotFound
         | PublishErrorKind::WrongLastMessageId
         | PublishErrorKind::MaxAckPending
