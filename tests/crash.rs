@@ -24,8 +24,7 @@ async fn sequencer_killed_five_times_loses_nothing() {
 
     let server = NatsServer::start();
     let data = server.scratch("sequencer");
-    // A short ack wait brings back what a killed sequencer had in hand quickly.
-    let config = write_config(&data, "[sequencer]\nack_wait_s = 2\nbatch_size = 500\n");
+    let config = write_config(&data, "[sequencer]\nbatch_size = 500\n");
     let js = jetstream::new(server.client().await);
 
     let ids: Vec<EventId> = (0..SUBMISSIONS)

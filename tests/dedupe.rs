@@ -51,10 +51,7 @@ async fn assert_ledger_holds(js: &jetstream::Context, ids: &[EventId]) {
 async fn resends_beyond_duplicate_window_recorded_once() {
     let server = NatsServer::start();
     let data = server.scratch("sequencer");
-    let config = write_config(
-        &data,
-        "[intake]\nduplicate_window_s = 1\n[sequencer]\nack_wait_s = 5\n",
-    );
+    let config = write_config(&data, "[intake]\nduplicate_window_s = 1\n");
     let _sequencer = CheckinProcess::spawn(&server, &data, &config, &["sequencer"]);
     let js = jetstream::new(server.client().await);
     wait_for_genesis(&js).await;

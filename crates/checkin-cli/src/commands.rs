@@ -18,7 +18,7 @@ use tracing::{info, warn};
 use crate::config::{Config, Durability};
 use crate::nats_server::LocalServer;
 use crate::view;
-use crate::{Cli, Command, DEFAULT_NATS, IntakeArg, LedgerCommand, RejectedCommand};
+use crate::{BenchCommand, Cli, Command, DEFAULT_NATS, IntakeArg, LedgerCommand, RejectedCommand};
 
 /// Most publishes awaiting an acknowledgement at once in `checkin publish`.
 const PUBLISH_WINDOW: usize = 256;
@@ -45,6 +45,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Rejected(RejectedCommand::Tail { count, json }) => {
             rejected_tail(url.as_deref(), count, json).await
+        }
+        Command::Bench(BenchCommand::Sequencer { events }) => {
+            crate::bench::sequencer(events).await?;
+            Ok(ExitCode::SUCCESS)
         }
     }
 }

@@ -64,7 +64,6 @@ pub struct SequencerSection {
     pub durability: Durability,
     pub append: AppendSetting,
     pub batch_size: usize,
-    pub ack_wait_s: u64,
 }
 
 impl Default for SequencerSection {
@@ -73,7 +72,6 @@ impl Default for SequencerSection {
             durability: Durability::Fast,
             append: AppendSetting::Atomic,
             batch_size: 1000,
-            ack_wait_s: 30,
         }
     }
 }
@@ -161,7 +159,6 @@ impl Config {
         SequencerConfig {
             ledger_name: self.ledger.clone(),
             batch_size: self.sequencer.batch_size,
-            ack_wait: Duration::from_secs(self.sequencer.ack_wait_s.max(1)),
             append_mode: match self.sequencer.append {
                 AppendSetting::Atomic => AppendMode::Atomic,
                 AppendSetting::Pipelined => AppendMode::Pipelined,

@@ -1,5 +1,6 @@
 //! `checkin`: one binary for every role of the check-in ledger.
 
+mod bench;
 mod commands;
 mod config;
 mod nats_server;
@@ -65,6 +66,19 @@ enum Command {
     /// Read refused submissions.
     #[command(subcommand)]
     Rejected(RejectedCommand),
+    /// Measure throughput beside raw JetStream baselines, on local nats-servers it starts.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Sequencer records/s from a preloaded intake, in fast and durable modes.
+    Sequencer {
+        /// Submissions per measurement.
+        #[arg(long, default_value_t = 100_000)]
+        events: usize,
+    },
 }
 
 #[derive(Subcommand)]

@@ -8,6 +8,7 @@
 //! | `e` ‖ event id (16 bytes) | seq (8) ‖ kind (1: 1 check-in, 2 void) ‖ content digest (16) |
 //! | `m:through` | seq (8) ‖ chain hash (32) of the last indexed record |
 //! | `m:genesis` | chain hash (32) of the indexed ledger's genesis record |
+//! | `m:intake` | intake sequence (8) up to which every submission is processed |
 //!
 //! Invariant: the index covers exactly the ledger records `1..=through`, and
 //! entries and `m:through` change in one atomic batch. The index is written
@@ -22,6 +23,7 @@ use thiserror::Error;
 
 const THROUGH_KEY: &[u8] = b"m:through";
 const GENESIS_KEY: &[u8] = b"m:genesis";
+const INTAKE_KEY: &[u8] = b"m:intake";
 
 /// Failure of the index's storage.
 #[derive(Debug, Error)]
@@ -128,7 +130,19 @@ impl DedupeIndex {
         Ok(value.and_then(|bytes| <[u8; 32]>::try_from(bytes.as_ref()).ok().map(ChainHash)))
     }
 
-    /// Adds entries and moves `through` forward, atomically.
+    /// Returns the intake sequence up to which every submission was processed.
+    ///
+    /// # Errors
+    ///
+    /// Fails when storage fails.
+    pub fn intake_cursor(&self) -> Result<u64, IndexError> {
+        let value = self.tree.get(INTAKE_KEY)?;
+        Ok(value
+            .and_then(|bytes| <[u8; 8]>::try_from(bytes.as_ref()).ok())
+            .map_or(0, u64::from_be_bytes))
+    }
+
+    /// Adds entries and moves `through` and the intake cursor forward, atomically.
     ///
     /// # Errors
     ///
@@ -137,8 +151,10 @@ impl DedupeIndex {
         &self,
         entries: &[(EventId, IndexEntry)],
         through: ChainHead,
+        intake_cursor: u64,
     ) -> Result<(), IndexError> {
         let mut batch = sled::Batch::default();
+        batch.insert(INTAKE_KEY, &intake_cursor.to_be_bytes()[..]);
         for (id, entry) in entries {
             batch.insert(&entry_key(id)[..], &entry.encode()[..]);
         }

@@ -24,7 +24,9 @@ pub const MESSAGE_ZH: &str = "Checkin-Message-Zh";
 pub const REJECTED_AT: &str = "Checkin-Rejected-At";
 /// Intake subject the refused submission arrived on.
 pub const INTAKE_SUBJECT: &str = "Checkin-Intake-Subject";
-/// Intake stream sequence of the refused submission.
+/// Intake stream sequence of the submission a ledger record or refusal came
+/// from. The sequencer resumes reading intake after the last one; it is not
+/// part of the chain.
 pub const INTAKE_SEQ: &str = "Checkin-Intake-Seq";
 
 /// Returns a header's value as text.

@@ -123,14 +123,37 @@ impl StreamReader {
     ///
     /// Fails when the consumer cannot be created; each item fails when the
     /// server connection breaks.
-    pub async fn range(
-        &self,
-        from: u64,
-        to: u64,
-    ) -> Result<BoxStream<'static, Result<StoredMessage, ReadError>>, ReadError> {
+    pub async fn range(&self, from: u64, to: u64) -> Result<MessageStream, ReadError> {
         if from > to {
             return Ok(futures::stream::empty().boxed());
         }
+        let messages = self.follow(from).await?;
+        // End right after `to` without polling the consumer again: it would
+        // wait for a message past the end that may never come.
+        let stream =
+            futures::stream::unfold((messages, false), move |(mut inner, done)| async move {
+                if done {
+                    return None;
+                }
+                let item = inner.next().await?;
+                let finished = match &item {
+                    Ok(message) if message.seq > to => return None,
+                    Ok(message) => message.seq == to,
+                    Err(_) => false,
+                };
+                Some((item, (inner, finished)))
+            });
+        Ok(stream.boxed())
+    }
+
+    /// Streams every message from `from` on, waiting for new ones, in order.
+    /// Starts at the first message held when `from` was purged.
+    ///
+    /// # Errors
+    ///
+    /// Fails when the consumer cannot be created; items fail when the server
+    /// connection breaks, after which the ordered consumer recreates itself.
+    pub async fn follow(&self, from: u64) -> Result<MessageStream, ReadError> {
         let name = self.name.clone();
         let consumer = self
             .stream
@@ -162,26 +185,27 @@ impl StreamReader {
                 stored_at_unix_ns: info.published.unix_timestamp_nanos(),
             })
         });
-        // End right after `to` without polling the consumer again: it would
-        // wait for a message past the end that may never come.
-        let stream = futures::stream::unfold(
-            (stream.boxed(), false),
-            move |(mut inner, done)| async move {
-                if done {
-                    return None;
-                }
-                let item = inner.next().await?;
-                let finished = match &item {
-                    Ok(message) if message.seq > to => return None,
-                    Ok(message) => message.seq == to,
-                    Err(_) => false,
-                };
-                Some((item, (inner, finished)))
-            },
-        );
         Ok(stream.boxed())
     }
+
+    /// Removes every message below `below`.
+    ///
+    /// # Errors
+    ///
+    /// Fails when the server refuses or cannot be reached.
+    pub async fn purge_below(&self, below: u64) -> Result<u64, ReadError> {
+        let response = self
+            .stream
+            .purge()
+            .sequence(below)
+            .await
+            .map_err(|err| read_error("purge", &self.name, err))?;
+        Ok(response.purged)
+    }
 }
+
+/// Stored messages in stream order.
+pub type MessageStream = BoxStream<'static, Result<StoredMessage, ReadError>>;
 
 fn read_error(
     action: &'static str,

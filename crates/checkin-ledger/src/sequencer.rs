@@ -1,20 +1,24 @@
 //! The sequencer: the single writer that turns intake submissions into
 //! chained ledger records.
 //!
-//! For each batch pulled from intake it validates every submission, drops
-//! resends already in the ledger (by event id, through the persistent
-//! [`DedupeIndex`]), chains the new records onto the head, appends them with
-//! the sequence fence, records them in the index, publishes refusals to the
-//! rejected stream, and only then acknowledges the intake messages.
+//! It reads intake in order from its cursor. For each batch it validates
+//! every submission, drops resends already in the ledger (by event id,
+//! through the persistent [`DedupeIndex`]), stores refusals in the rejected
+//! stream, chains the new records onto the head and appends them with the
+//! sequence fence, then records the ids and the new intake cursor in the
+//! index. Processed intake is purged from time to time.
 //!
 //! Why nothing is lost or recorded twice, wherever the process dies:
-//! - intake messages are acknowledged last, so an unfinished batch is
-//!   delivered again;
-//! - the index always covers exactly the records `1..=head` before a batch is
+//! - the cursor moves only after the batch's records and refusals were
+//!   acknowledged by JetStream, and intake is purged only below the cursor,
+//!   so an unfinished batch is read again after a restart;
+//! - every ledger record names its intake sequence in a header, so a lost
+//!   local cursor is recovered from the ledger;
+//! - the index covers exactly the records `1..=head` before a batch is
 //!   planned, and every append is fenced on that head, so a record the index
 //!   does not know about makes the append fail instead of duplicating;
 //! - after any failed append the sequencer reloads the head and indexes the
-//!   records it missed, so redelivered submissions are recognised as resends.
+//!   records it missed, so re-read submissions are recognised as resends.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -22,7 +26,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use async_nats::jetstream::{self, AckKind, consumer};
+use async_nats::jetstream;
 use checkin_core::chain::{ChainVerifier, GENESIS_SEQ, link_hash};
 use checkin_core::record::{Genesis, RecordKind};
 use checkin_core::sites::SiteRegistry;
@@ -33,7 +37,8 @@ use thiserror::Error;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::dedupe::{DedupeIndex, IndexEntry, IndexError};
-use crate::reader::{ReadError, StoredMessage, StreamReader};
+use crate::headers;
+use crate::reader::{MessageStream, ReadError, StoredMessage, StreamReader};
 use crate::rejected;
 use crate::topology::{
     self, INTAKE_IMPORT, INTAKE_LIVE, INTAKE_STREAM, INTAKE_VOID, LEDGER_STREAM, TopologyError,
@@ -46,12 +51,12 @@ use crate::writer::{AppendError, AppendMode, ChainedRecord, LedgerWriter, MAX_AT
 pub struct SequencerConfig {
     /// Ledger name written into the genesis record.
     pub ledger_name: String,
-    /// Durable consumer name on the intake stream, shared by all sequencers of a ledger.
-    pub consumer_name: String,
     /// Most submissions planned and appended together, at most 1000.
     pub batch_size: usize,
-    /// How long an intake message may stay unacknowledged before JetStream delivers it again.
-    pub ack_wait: Duration,
+    /// How long a batch waits for more submissions once it has one.
+    pub linger: Duration,
+    /// How often processed intake is purged.
+    pub purge_interval: Duration,
     /// How records are appended.
     pub append_mode: AppendMode,
     /// Time rules for `at`.
@@ -66,9 +71,9 @@ impl Default for SequencerConfig {
     fn default() -> Self {
         Self {
             ledger_name: "default".into(),
-            consumer_name: "sequencer".into(),
             batch_size: MAX_ATOMIC_BATCH,
-            ack_wait: Duration::from_secs(30),
+            linger: Duration::from_millis(2),
+            purge_interval: Duration::from_secs(1),
             append_mode: AppendMode::default(),
             time_policy: TimePolicy::default(),
             sites: SiteRegistry::default(),
@@ -100,7 +105,7 @@ pub enum SequencerError {
         /// The last failure.
         last: AppendError,
     },
-    /// Intake could not be consumed or acknowledged.
+    /// Intake could not be read or purged.
     #[error("failed to {action} intake: {detail}")]
     Intake {
         /// What was attempted.
@@ -152,8 +157,12 @@ pub struct Sequencer {
     index: DedupeIndex,
     writer: LedgerWriter,
     ledger: StreamReader,
-    consumer: consumer::PullConsumer,
+    intake: StreamReader,
     head: ChainHead,
+    /// Intake sequence up to which every submission is processed.
+    cursor: u64,
+    /// Intake sequence below which intake was purged.
+    purged_below: u64,
     stats: Arc<SequencerStats>,
 }
 
@@ -176,7 +185,7 @@ impl Sequencer {
         let index = DedupeIndex::open(index_dir)?;
         let writer = LedgerWriter::new(client, config.append_mode);
         let ledger = StreamReader::open(&js, LEDGER_STREAM).await?;
-        let consumer = intake_consumer(&js, &config).await?;
+        let intake = StreamReader::open(&js, INTAKE_STREAM).await?;
 
         let mut sequencer = Self {
             js,
@@ -184,13 +193,21 @@ impl Sequencer {
             index,
             writer,
             ledger,
-            consumer,
+            intake,
             head: ChainHead::EMPTY,
+            cursor: 0,
+            purged_below: 0,
             stats: Arc::default(),
         };
         sequencer.write_genesis_if_empty().await?;
-        sequencer.catch_up().await?;
-        info!(seq = sequencer.head.seq, hash = %sequencer.head.hash, "sequencer ready");
+        let ledger_cursor = sequencer.catch_up().await?;
+        sequencer.cursor = sequencer.index.intake_cursor()?.max(ledger_cursor);
+        info!(
+            seq = sequencer.head.seq,
+            hash = %sequencer.head.hash,
+            intake_cursor = sequencer.cursor,
+            "sequencer ready"
+        );
         Ok(sequencer)
     }
 
@@ -204,6 +221,11 @@ impl Sequencer {
         self.stats.clone()
     }
 
+    /// Returns the intake sequence up to which every submission is processed.
+    pub fn intake_cursor(&self) -> u64 {
+        self.cursor
+    }
+
     /// Runs until `shutdown` completes, then finishes the batch in hand and flushes the index.
     ///
     /// # Errors
@@ -213,57 +235,106 @@ impl Sequencer {
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<(), SequencerError> {
         let span = info_span!("sequencer", ledger = %self.config.ledger_name);
         async move {
-            let mut messages = self
-                .consumer
-                .stream()
-                .max_messages_per_batch(self.config.batch_size)
-                .heartbeat(Duration::from_secs(5))
-                .messages()
-                .await
-                .map_err(|err| intake_error("pull from", err))?
-                .ready_chunks(self.config.batch_size);
+            let mut intake = self.intake.follow(self.cursor + 1).await?;
+            let mut purge_timer = tokio::time::interval(self.config.purge_interval);
             tokio::pin!(shutdown);
 
             loop {
-                let chunk = tokio::select! {
+                let first = tokio::select! {
                     biased;
                     () = &mut shutdown => break,
-                    chunk = messages.next() => chunk,
+                    _ = purge_timer.tick() => {
+                        self.purge_processed_intake().await;
+                        continue;
+                    }
+                    first = intake.next() => first,
                 };
-                let Some(chunk) = chunk else {
-                    return Err(SequencerError::Intake {
-                        action: "pull from",
-                        detail: "message stream ended".into(),
-                    });
+                let Some(first) = first else {
+                    return Err(intake_error("read", "intake reader ended"));
                 };
-                let batch = collect_batch(chunk);
+                let batch = self.collect_batch(first, &mut intake).await;
                 if batch.is_empty() {
                     continue;
                 }
-                if let Err(err) = self.process(&batch).await {
-                    if !err.is_transient() {
-                        return Err(err);
-                    }
-                    warn!(error = %err, size = batch.len(), "failed to process batch, it will be delivered again");
-                    release(&batch).await;
+                if !self.process_until_done(&batch, &mut shutdown).await? {
+                    break;
                 }
             }
 
             self.index.flush().await?;
-            info!(seq = self.head.seq, "sequencer stopped");
+            info!(
+                seq = self.head.seq,
+                intake_cursor = self.cursor,
+                "sequencer stopped"
+            );
             Ok(())
         }
         .instrument(span)
         .await
     }
 
-    /// Plans, appends and acknowledges one batch, retrying appends after reloading the head.
-    async fn process(&mut self, batch: &[jetstream::Message]) -> Result<(), SequencerError> {
+    /// Gathers up to `batch_size` submissions, waiting at most `linger` for each after the first.
+    async fn collect_batch(
+        &self,
+        first: Result<StoredMessage, ReadError>,
+        intake: &mut MessageStream,
+    ) -> Vec<StoredMessage> {
+        let mut batch = Vec::with_capacity(self.config.batch_size);
+        let mut next = Some(first);
+        while let Some(item) = next.take() {
+            match item {
+                // Messages at or below the cursor were processed before a reader restart.
+                Ok(message) if message.seq <= self.cursor => {}
+                Ok(message) => batch.push(message),
+                Err(err) => warn!(error = %err, "intake reader reported an error"),
+            }
+            if batch.len() >= self.config.batch_size {
+                break;
+            }
+            next = tokio::time::timeout(self.config.linger, intake.next())
+                .await
+                .ok()
+                .flatten();
+        }
+        batch
+    }
+
+    /// Processes a batch, retrying transient failures with back-off until it
+    /// succeeds; returns false when shutdown was requested meanwhile.
+    async fn process_until_done(
+        &mut self,
+        batch: &[StoredMessage],
+        shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
+    ) -> Result<bool, SequencerError> {
+        let mut delay = Duration::from_millis(100);
+        loop {
+            match self.process(batch).await {
+                Ok(()) => return Ok(true),
+                Err(err) if err.is_transient() => {
+                    warn!(error = %err, size = batch.len(), retry_in = ?delay, "failed to process batch, retrying");
+                }
+                Err(err) => return Err(err),
+            }
+            tokio::select! {
+                biased;
+                () = shutdown.as_mut() => return Ok(false),
+                () = tokio::time::sleep(delay) => {}
+            }
+            delay = (delay * 2).min(Duration::from_secs(5));
+            self.catch_up().await?;
+        }
+    }
+
+    /// Plans, stores refusals, appends and records one batch, retrying appends after reloading the head.
+    async fn process(&mut self, batch: &[StoredMessage]) -> Result<(), SequencerError> {
         const MAX_ATTEMPTS: u32 = 8;
         let mut attempt = 0;
 
         let plan = loop {
             let plan = self.plan(batch)?;
+            // Refusals are stored before the records: a ledger record naming
+            // intake sequence N then proves everything before N was handled.
+            self.store_rejections(batch, &plan.rejections).await?;
             match self.writer.append(&plan.records).await {
                 Ok(()) => break plan,
                 Err(err) => {
@@ -283,21 +354,14 @@ impl Sequencer {
         };
 
         if let Some(last) = plan.records.last() {
-            let through = ChainHead {
+            self.head = ChainHead {
                 seq: last.seq,
                 hash: last.hash,
             };
-            self.index.record(&plan.entries, through)?;
-            self.head = through;
         }
-        self.store_rejections(batch, &plan.rejections).await?;
-
-        for message in batch {
-            message
-                .ack()
-                .await
-                .map_err(|err| intake_error("acknowledge", err))?;
-        }
+        let cursor = batch.last().map_or(self.cursor, |message| message.seq);
+        self.index.record(&plan.entries, self.head, cursor)?;
+        self.cursor = cursor;
 
         self.stats
             .appended
@@ -313,13 +377,31 @@ impl Sequencer {
             duplicates = plan.duplicates,
             rejected = plan.rejections.len(),
             head = self.head.seq,
+            intake_cursor = self.cursor,
             "batch done"
         );
         Ok(())
     }
 
+    /// Purges intake below the cursor: those submissions are in the ledger or the rejected stream.
+    async fn purge_processed_intake(&mut self) {
+        let below = self.cursor + 1;
+        if below <= self.purged_below.max(1) {
+            return;
+        }
+        match self.intake.purge_below(below).await {
+            Ok(purged) => {
+                debug!(below, purged, "purged processed intake");
+                self.purged_below = below;
+            }
+            Err(err) => {
+                warn!(error = %err, below, "failed to purge processed intake, retrying later")
+            }
+        }
+    }
+
     /// Validates, de-duplicates and chains a batch onto the current head.
-    fn plan(&self, batch: &[jetstream::Message]) -> Result<Plan, SequencerError> {
+    fn plan(&self, batch: &[StoredMessage]) -> Result<Plan, SequencerError> {
         let now = chrono::Utc::now();
         let now_us = now.timestamp_micros();
         let mut plan = Plan::default();
@@ -357,7 +439,7 @@ impl Sequencer {
                 }
             };
 
-            let chained = ChainedRecord::chain(&head, bytes, kind);
+            let chained = ChainedRecord::chain(&head, bytes, kind, message.seq);
             head = ChainHead {
                 seq: chained.seq,
                 hash: chained.hash,
@@ -377,12 +459,11 @@ impl Sequencer {
     /// Decides what one intake message becomes.
     fn admit(
         &self,
-        message: &jetstream::Message,
+        message: &StoredMessage,
         now_us: i64,
         in_batch: &HashMap<EventId, IndexEntry>,
     ) -> Result<Admission, SequencerError> {
-        let subject = message.subject.as_str();
-        let intake = match subject {
+        let intake = match message.subject.as_str() {
             INTAKE_LIVE => IntakeKind::Live,
             INTAKE_IMPORT => IntakeKind::Import,
             INTAKE_VOID => IntakeKind::Void,
@@ -446,23 +527,20 @@ impl Sequencer {
 
     async fn store_rejections(
         &self,
-        batch: &[jetstream::Message],
+        batch: &[StoredMessage],
         rejections: &[(usize, Rejection)],
     ) -> Result<(), SequencerError> {
         let now = chrono::Utc::now();
         let mut acks = Vec::with_capacity(rejections.len());
         for (position, rejection) in rejections {
             let message = &batch[*position];
-            let intake_seq = message
-                .info()
-                .map(|info| info.stream_sequence)
-                .unwrap_or_default();
+            let intake_seq = message.seq;
             debug!(reason = rejection.reason.code(), field = %rejection.field, intake_seq, "submission refused");
             let ack = rejected::publish(
                 &self.js,
                 rejection,
                 message.payload.clone(),
-                message.subject.as_str(),
+                &message.subject,
                 intake_seq,
                 now,
             )
@@ -493,7 +571,7 @@ impl Sequencer {
         };
         let bytes =
             codec::encode(&genesis).map_err(|err| SequencerError::BrokenChain(err.to_string()))?;
-        let record = ChainedRecord::chain(&ChainHead::EMPTY, bytes, RecordKind::Genesis);
+        let record = ChainedRecord::chain(&ChainHead::EMPTY, bytes, RecordKind::Genesis, 0);
         match self.writer.append(std::slice::from_ref(&record)).await {
             Ok(()) => {
                 info!(ledger = %self.config.ledger_name, hash = %record.hash, "genesis record written");
@@ -506,8 +584,9 @@ impl Sequencer {
     }
 
     /// Reloads the head from the stream and indexes every record the index lacks,
-    /// verifying the chain on the way.
-    async fn catch_up(&mut self) -> Result<(), SequencerError> {
+    /// verifying the chain on the way. Returns the highest intake sequence
+    /// named by the records read, or by the head record when none was read.
+    async fn catch_up(&mut self) -> Result<u64, SequencerError> {
         let (first, last) = self.ledger.bounds().await?;
         if first > GENESIS_SEQ {
             // TODO(#4): rebuild the index from archive segments once the archiver purges the stream.
@@ -536,9 +615,19 @@ impl Sequencer {
             info!(from = through.seq + 1, to = last, "indexing ledger records");
         }
 
-        let verifier = self.index_range(through, last).await?;
+        let (verifier, mut ledger_cursor) = self.index_range(through, last).await?;
         self.head = verifier.head();
-        Ok(())
+        if ledger_cursor == 0 {
+            let head_record = self.ledger.get(last).await?;
+            ledger_cursor = head_record
+                .and_then(|message| {
+                    message
+                        .header(headers::INTAKE_SEQ)
+                        .and_then(|seq| seq.parse().ok())
+                })
+                .unwrap_or(0);
+        }
+        Ok(ledger_cursor)
     }
 
     /// Returns the recomputed hash of the genesis record.
@@ -573,26 +662,37 @@ impl Sequencer {
         Ok(stored.and_then(|message| message.hash_header()) == Some(through.hash))
     }
 
-    /// Reads records after `through` up to `last`, verifies them and adds their ids to the index.
+    /// Reads records after `through` up to `last`, verifies them and adds
+    /// their ids to the index; also returns the highest intake sequence they name.
     async fn index_range(
         &self,
         through: ChainHead,
         last: u64,
-    ) -> Result<ChainVerifier, SequencerError> {
+    ) -> Result<(ChainVerifier, u64), SequencerError> {
         const CHUNK: usize = 10_000;
         let mut verifier = if through.seq == 0 {
             ChainVerifier::new()
         } else {
             ChainVerifier::resume(through)
         };
+        // Keep the stored cursor: it may be ahead of the ledger after refusal-only batches.
+        let stored_cursor = self.index.intake_cursor()?.max(self.cursor);
+        let mut ledger_cursor = 0u64;
         let mut records = self.ledger.range(through.seq + 1, last).await?;
         let mut entries = Vec::with_capacity(CHUNK);
 
         while let Some(message) = records.next().await {
             let message = message?;
             index_one(&mut verifier, &message, &mut entries)?;
+            if let Some(seq) = message
+                .header(headers::INTAKE_SEQ)
+                .and_then(|seq| seq.parse::<u64>().ok())
+            {
+                ledger_cursor = ledger_cursor.max(seq);
+            }
             if entries.len() >= CHUNK {
-                self.index.record(&entries, verifier.head())?;
+                self.index
+                    .record(&entries, verifier.head(), stored_cursor)?;
                 entries.clear();
             }
         }
@@ -603,9 +703,10 @@ impl Sequencer {
             )));
         }
         if verifier.head().seq > through.seq {
-            self.index.record(&entries, verifier.head())?;
+            self.index
+                .record(&entries, verifier.head(), stored_cursor)?;
         }
-        Ok(verifier)
+        Ok((verifier, ledger_cursor))
     }
 }
 
@@ -651,67 +752,6 @@ pub fn content_digest(body: &RecordBody) -> [u8; 16] {
     let mut digest = [0u8; 16];
     digest.copy_from_slice(&hash.as_bytes()[..16]);
     digest
-}
-
-async fn intake_consumer(
-    js: &jetstream::Context,
-    config: &SequencerConfig,
-) -> Result<consumer::PullConsumer, SequencerError> {
-    let stream = js
-        .get_stream(INTAKE_STREAM)
-        .await
-        .map_err(|err| intake_error("open", err))?;
-    let consumer_config = consumer::pull::Config {
-        durable_name: Some(config.consumer_name.clone()),
-        description: Some("checkin sequencer".into()),
-        ack_policy: consumer::AckPolicy::Explicit,
-        ack_wait: config.ack_wait,
-        max_deliver: -1,
-        max_ack_pending: 20_000,
-        max_batch: MAX_ATOMIC_BATCH as i64,
-        ..Default::default()
-    };
-    match stream
-        .get_consumer::<consumer::pull::Config>(&config.consumer_name)
-        .await
-    {
-        Ok(_) => stream
-            .update_consumer(consumer_config)
-            .await
-            .map_err(|err| intake_error("update the consumer of", err)),
-        Err(_) => stream
-            .create_consumer(consumer_config)
-            .await
-            .map_err(|err| intake_error("create the consumer of", err)),
-    }
-}
-
-/// Drops the heartbeat errors that the pull stream reports between messages.
-fn collect_batch(
-    chunk: Vec<Result<jetstream::Message, jetstream::consumer::pull::MessagesError>>,
-) -> Vec<jetstream::Message> {
-    chunk
-        .into_iter()
-        .filter_map(|item| match item {
-            Ok(message) => Some(message),
-            Err(err) => {
-                warn!(error = %err, "intake pull reported an error");
-                None
-            }
-        })
-        .collect()
-}
-
-/// Hands a batch back to JetStream for quick redelivery after a transient failure.
-async fn release(batch: &[jetstream::Message]) {
-    for message in batch {
-        if let Err(err) = message
-            .ack_with(AckKind::Nak(Some(Duration::from_millis(500))))
-            .await
-        {
-            debug!(error = %err, "failed to release intake message; it is delivered again after ack_wait");
-        }
-    }
 }
 
 fn intake_error(action: &'static str, err: impl std::fmt::Display) -> SequencerError {

@@ -63,7 +63,10 @@ impl TopologySettings {
             name: INTAKE_STREAM.into(),
             description: Some("check-in submissions awaiting the sequencer".into()),
             subjects: vec![INTAKE_SUBJECTS.into()],
-            retention: stream::RetentionPolicy::WorkQueue,
+            // A log, not a work queue: the sequencer reads it from a cursor and
+            // purges what it has processed, so no per-message acknowledgement
+            // (a synced write each under `sync_interval: always`) is needed.
+            retention: stream::RetentionPolicy::Limits,
             storage: stream::StorageType::File,
             discard: stream::DiscardPolicy::New,
             max_bytes: self.intake_max_bytes,

@@ -48,11 +48,13 @@ pub struct ChainedRecord {
     pub hash: ChainHash,
     /// Record kind, for the header.
     pub kind: RecordKind,
+    /// Intake sequence of the submission, for the header; 0 for genesis.
+    pub intake_seq: u64,
 }
 
 impl ChainedRecord {
     /// Chains `body` onto `head`.
-    pub fn chain(head: &ChainHead, body: Vec<u8>, kind: RecordKind) -> Self {
+    pub fn chain(head: &ChainHead, body: Vec<u8>, kind: RecordKind, intake_seq: u64) -> Self {
         let next = head.advance(&body);
         Self {
             seq: next.seq,
@@ -60,6 +62,7 @@ impl ChainedRecord {
             prev: head.hash,
             hash: next.hash,
             kind,
+            intake_seq,
         }
     }
 
@@ -68,6 +71,9 @@ impl ChainedRecord {
         map.insert(headers::PREV, self.prev.to_hex().as_str());
         map.insert(headers::HASH, self.hash.to_hex().as_str());
         map.insert(headers::KIND, self.kind.as_str());
+        if self.intake_seq > 0 {
+            map.insert(headers::INTAKE_SEQ, self.intake_seq.to_string().as_str());
+        }
         map
     }
 }
@@ -192,49 +198,107 @@ impl LedgerWriter {
         Ok(())
     }
 
-    /// Publishes one atomic batch: only the commit message gets a reply, which
-    /// reports the outcome of the whole batch.
     async fn append_atomic(&self, records: &[ChainedRecord]) -> Result<(), AppendError> {
-        let batch_id = uuid::Uuid::new_v4().simple().to_string();
         let expected_last = records[0].seq - 1;
-        let last_index = records.len() - 1;
+        let messages: Vec<(HeaderMap, Bytes)> = records
+            .iter()
+            .map(|record| (record.headers(), record.body.clone()))
+            .collect();
+        let ack = publish_atomic_batch(
+            &self.client,
+            LEDGER_SUBJECT,
+            messages,
+            Some(expected_last),
+            self.timeout,
+        )
+        .await?;
 
-        for (index, record) in records.iter().enumerate() {
-            let mut map = record.headers();
-            map.insert("Nats-Batch-Id", batch_id.as_str());
-            map.insert("Nats-Batch-Sequence", (index + 1).to_string().as_str());
-            if index == 0 {
-                map.insert(
-                    "Nats-Expected-Last-Sequence",
-                    expected_last.to_string().as_str(),
-                );
-            }
-            if index < last_index {
-                self.client
-                    .publish_with_headers(LEDGER_SUBJECT, map, record.body.clone())
-                    .await
-                    .map_err(|err| AppendError::Unknown(err.to_string()))?;
-                continue;
-            }
-
-            map.insert("Nats-Batch-Commit", "1");
-            let request = async_nats::Request::new()
-                .headers(map)
-                .payload(record.body.clone())
-                .timeout(Some(self.timeout));
-            let reply = self
-                .client
-                .send_request(LEDGER_SUBJECT, request)
-                .await
-                .map_err(|err| AppendError::Unknown(err.to_string()))?;
-            return check_batch_ack(&reply.payload, expected_last, records);
+        let expected_seq = records[records.len() - 1].seq;
+        if ack.seq != expected_seq || ack.count.is_some_and(|count| count != records.len() as u64) {
+            return Err(AppendError::UnexpectedSequence {
+                expected: expected_seq,
+                actual: ack.seq,
+            });
         }
         Ok(())
     }
 }
 
+/// Acknowledgement of a committed atomic batch.
+#[derive(Clone, Copy, Debug, Deserialize)]
+pub struct BatchAck {
+    /// Stream sequence of the batch's last message.
+    #[serde(default)]
+    pub seq: u64,
+    /// Messages stored, when the server reports it (2.14+).
+    #[serde(default)]
+    pub count: Option<u64>,
+}
+
+/// Publishes up to [`MAX_ATOMIC_BATCH`] messages as one JetStream atomic batch
+/// (ADR-50, nats-server 2.12+): all are stored or none.
+///
+/// Only the commit message is a request; the server answers it with the
+/// outcome of the whole batch. `expected_last` fences the batch on the
+/// stream's last sequence and goes on the first message, the only one where
+/// the server accepts it.
+///
+/// # Errors
+///
+/// [`AppendError::Conflict`] when the fence fails, [`AppendError::Refused`]
+/// for other server errors, [`AppendError::Unknown`] when no answer arrives.
+///
+/// # Cancel safety
+///
+/// Not cancel safe: the server abandons a batch without its commit, but a
+/// dropped future may already have sent the commit.
+pub async fn publish_atomic_batch(
+    client: &async_nats::Client,
+    subject: &str,
+    messages: Vec<(HeaderMap, Bytes)>,
+    expected_last: Option<u64>,
+    timeout: Duration,
+) -> Result<BatchAck, AppendError> {
+    let batch_id = uuid::Uuid::new_v4().simple().to_string();
+    let last_index = messages.len().saturating_sub(1);
+
+    for (index, (mut map, payload)) in messages.into_iter().enumerate() {
+        map.insert("Nats-Batch-Id", batch_id.as_str());
+        map.insert("Nats-Batch-Sequence", (index + 1).to_string().as_str());
+        if index == 0
+            && let Some(expected_last) = expected_last
+        {
+            map.insert(
+                "Nats-Expected-Last-Sequence",
+                expected_last.to_string().as_str(),
+            );
+        }
+        if index < last_index {
+            client
+                .publish_with_headers(subject.to_string(), map, payload)
+                .await
+                .map_err(|err| AppendError::Unknown(err.to_string()))?;
+            continue;
+        }
+
+        map.insert("Nats-Batch-Commit", "1");
+        let request = async_nats::Request::new()
+            .headers(map)
+            .payload(payload)
+            .timeout(Some(timeout));
+        let reply = client
+            .send_request(subject.to_string(), request)
+            .await
+            .map_err(|err| AppendError::Unknown(err.to_string()))?;
+        return parse_batch_reply(&reply.payload, expected_last.unwrap_or_default());
+    }
+    Err(AppendError::Refused(
+        "an atomic batch needs at least one message".into(),
+    ))
+}
+
 #[derive(Deserialize)]
-struct BatchAck {
+struct BatchReply {
     #[serde(default)]
     seq: u64,
     #[serde(default)]
@@ -251,35 +315,26 @@ struct ApiError {
     description: String,
 }
 
-fn check_batch_ack(
-    payload: &[u8],
-    expected_last: u64,
-    records: &[ChainedRecord],
-) -> Result<(), AppendError> {
-    let ack: BatchAck = serde_json::from_slice(payload).map_err(|err| {
+fn parse_batch_reply(payload: &[u8], expected_last: u64) -> Result<BatchAck, AppendError> {
+    let reply: BatchReply = serde_json::from_slice(payload).map_err(|err| {
         AppendError::Unknown(format!(
             "unreadable batch acknowledgement ({err}): {}",
             String::from_utf8_lossy(payload)
         ))
     })?;
-    if let Some(error) = ack.error {
-        if error.err_code == WRONG_LAST_SEQUENCE {
-            return Err(AppendError::Conflict { expected_last });
+    match reply.error {
+        Some(error) if error.err_code == WRONG_LAST_SEQUENCE => {
+            Err(AppendError::Conflict { expected_last })
         }
-        return Err(AppendError::Refused(format!(
+        Some(error) => Err(AppendError::Refused(format!(
             "{} (code {})",
             error.description, error.err_code
-        )));
+        ))),
+        None => Ok(BatchAck {
+            seq: reply.seq,
+            count: reply.count,
+        }),
     }
-
-    let expected_seq = records[records.len() - 1].seq;
-    if ack.seq != expected_seq || ack.count.is_some_and(|count| count != records.len() as u64) {
-        return Err(AppendError::UnexpectedSequence {
-            expected: expected_seq,
-            actual: ack.seq,
-        });
-    }
-    Ok(())
 }
 
 fn classify_publish_error(

@@ -1,0 +1,224 @@
+//! `checkin bench`: throughput figures, each beside a raw JetStream baseline
+//! measured in the same run on a fresh local nats-server.
+
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use async_nats::HeaderMap;
+use async_nats::jetstream::{self, stream};
+use bytes::Bytes;
+use checkin_core::sites::SiteRegistry;
+use checkin_ledger::sequencer::{Sequencer, SequencerConfig};
+use checkin_ledger::topology::{self, INTAKE_LIVE, LEDGER_STREAM, TopologySettings};
+use checkin_ledger::writer::{AppendMode, MAX_ATOMIC_BATCH, publish_atomic_batch};
+use serde::Serialize;
+
+use crate::nats_server::LocalServer;
+
+/// Most publishes awaiting acknowledgement at once in the async baseline.
+const PUBLISH_WINDOW: usize = 4096;
+
+/// One figure, printed as a JSON line.
+#[derive(Serialize)]
+struct Figure {
+    name: String,
+    events: usize,
+    seconds: f64,
+    events_per_s: f64,
+    baseline: String,
+    baseline_events_per_s: f64,
+    ratio: f64,
+    peak_rss_mb: f64,
+}
+
+/// Measures the sequencer in both durability modes beside raw publish baselines.
+pub async fn sequencer(events: usize) -> anyhow::Result<()> {
+    let payloads = submissions(events);
+    let size = payloads.iter().map(Bytes::len).sum::<usize>() / payloads.len().max(1);
+    eprintln!("{events} submissions of {size} bytes on average");
+
+    for (sync_always, append_mode, name) in [
+        (false, AppendMode::Atomic, "sequencer_fast"),
+        (true, AppendMode::Atomic, "sequencer_durable"),
+        (false, AppendMode::Pipelined, "sequencer_fast_pipelined"),
+    ] {
+        let scratch = tempfile::tempdir().context("failed to create a scratch directory")?;
+        let server = LocalServer::start(scratch.path(), free_port()?, sync_always).await?;
+        let client = async_nats::connect(&server.url).await?;
+
+        let (baseline, baseline_rate) = if sync_always {
+            (
+                "raw_atomic_batch_publish",
+                raw_atomic_batch(&client, &payloads).await?,
+            )
+        } else {
+            (
+                "raw_async_publish",
+                raw_async_publish(&client, &payloads).await?,
+            )
+        };
+        let seconds = run_sequencer(&client, &payloads, append_mode, scratch.path()).await?;
+
+        let rate = events as f64 / seconds;
+        let figure = Figure {
+            name: name.into(),
+            events,
+            seconds,
+            events_per_s: rate.round(),
+            baseline: baseline.into(),
+            baseline_events_per_s: baseline_rate.round(),
+            ratio: (rate / baseline_rate * 1000.0).round() / 1000.0,
+            peak_rss_mb: peak_rss_mb(),
+        };
+        println!("{}", serde_json::to_string(&figure)?);
+        drop(client);
+        server.stop().await?;
+    }
+    Ok(())
+}
+
+/// Builds valid live check-ins spread over 1,000 customers and 20 sites.
+fn submissions(events: usize) -> Vec<Bytes> {
+    let now = chrono::Utc::now()
+        .with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).expect("valid offset"));
+    (0..events)
+        .map(|index| {
+            let at = now - chrono::Duration::seconds((index % 86_400) as i64);
+            let submission = serde_json::json!({
+                "id": uuid::Uuid::new_v4().to_string(),
+                "customer": format!("customer-{:05}", index % 1000),
+                "site": format!("site-{:02}", index % 20),
+                "device": format!("kiosk-{:03}", index % 60),
+                "at": at.to_rfc3339(),
+                "method": "qr",
+                "location": {"lat": 31.2304, "lon": 121.4737},
+            });
+            Bytes::from(serde_json::to_vec(&submission).expect("submission serialises"))
+        })
+        .collect()
+}
+
+async fn raw_stream(js: &jetstream::Context, atomic: bool) -> anyhow::Result<()> {
+    js.create_stream(stream::Config {
+        name: "BENCH_RAW".into(),
+        subjects: vec!["bench.raw".into()],
+        storage: stream::StorageType::File,
+        allow_atomic_publish: atomic,
+        ..Default::default()
+    })
+    .await
+    .context("failed to create the baseline stream")?;
+    Ok(())
+}
+
+async fn raw_async_publish(client: &async_nats::Client, payloads: &[Bytes]) -> anyhow::Result<f64> {
+    let js = jetstream::new(client.clone());
+    raw_stream(&js, false).await?;
+
+    let start = Instant::now();
+    for window in payloads.chunks(PUBLISH_WINDOW) {
+        let mut pending = Vec::with_capacity(window.len());
+        for payload in window {
+            pending.push(js.publish("bench.raw", payload.clone()).await?);
+        }
+        for ack in pending {
+            ack.await?;
+        }
+    }
+    let rate = payloads.len() as f64 / start.elapsed().as_secs_f64();
+    js.delete_stream("BENCH_RAW").await?;
+    Ok(rate)
+}
+
+async fn raw_atomic_batch(client: &async_nats::Client, payloads: &[Bytes]) -> anyhow::Result<f64> {
+    let js = jetstream::new(client.clone());
+    raw_stream(&js, true).await?;
+
+    let start = Instant::now();
+    for batch in payloads.chunks(MAX_ATOMIC_BATCH) {
+        let messages = batch
+            .iter()
+            .map(|payload| (HeaderMap::new(), payload.clone()))
+            .collect();
+        publish_atomic_batch(client, "bench.raw", messages, None, Duration::from_secs(30)).await?;
+    }
+    let rate = payloads.len() as f64 / start.elapsed().as_secs_f64();
+    js.delete_stream("BENCH_RAW").await?;
+    Ok(rate)
+}
+
+/// Preloads intake, then times the sequencer from start of run to the last record appended.
+async fn run_sequencer(
+    client: &async_nats::Client,
+    payloads: &[Bytes],
+    append_mode: AppendMode,
+    scratch: &std::path::Path,
+) -> anyhow::Result<f64> {
+    let config = SequencerConfig {
+        ledger_name: "bench".into(),
+        append_mode,
+        sites: SiteRegistry {
+            allow_unknown_sites: true,
+            ..SiteRegistry::default()
+        },
+        topology: TopologySettings::default(),
+        ..SequencerConfig::default()
+    };
+    let js = jetstream::new(client.clone());
+    topology::ensure_streams(&js, &config.topology).await?;
+    let sequencer = Sequencer::start(client.clone(), config, &scratch.join("index")).await?;
+
+    for window in payloads.chunks(PUBLISH_WINDOW) {
+        let mut pending = Vec::with_capacity(window.len());
+        for payload in window {
+            pending.push(js.publish(INTAKE_LIVE, payload.clone()).await?);
+        }
+        for ack in pending {
+            ack.await?;
+        }
+    }
+
+    let target = payloads.len() as u64 + 1;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let start = Instant::now();
+    let task = tokio::spawn(sequencer.run(async {
+        let _ = stopped.await;
+    }));
+    let mut ledger = js.get_stream(LEDGER_STREAM).await?;
+    loop {
+        if ledger.info().await?.state.last_sequence >= target {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let seconds = start.elapsed().as_secs_f64();
+
+    let _ = stop.send(());
+    task.await?
+        .context("sequencer failed during the benchmark")?;
+    Ok(seconds)
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    let listener = TcpListener::bind("127.0.0.1:0").context("failed to find a free port")?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// Peak resident set size of this process in MiB, from /proc (Linux only; 0 elsewhere).
+fn peak_rss_mb() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kib = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|value| {
+            value
+                .trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<f64>()
+                .ok()
+        })
+        .unwrap_or(0.0);
+    (kib / 1024.0 * 10.0).round() / 10.0
+}
