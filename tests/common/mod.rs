@@ -24,6 +24,7 @@ pub struct NatsServer {
     dir: TempDir,
     port: u16,
     sync_always: bool,
+    extra_config: String,
 }
 
 impl NatsServer {
@@ -34,12 +35,18 @@ impl NatsServer {
 
     /// Starts a server; `sync_always` syncs every write to disk.
     pub fn start_with(sync_always: bool) -> Self {
+        Self::start_with_config(sync_always, "")
+    }
+
+    /// Starts a server whose configuration ends with `extra_config`.
+    pub fn start_with_config(sync_always: bool, extra_config: &str) -> Self {
         let dir = tempfile::tempdir().expect("failed to create a temporary directory");
         let mut server = Self {
             child: None,
             dir,
             port: free_port(),
             sync_always,
+            extra_config: extra_config.to_string(),
         };
         server.spawn();
         server
@@ -53,8 +60,8 @@ impl NatsServer {
             ""
         };
         let config = format!(
-            "listen: 127.0.0.1:{}\njetstream {{\n  store_dir: {:?}{sync}\n}}\n",
-            self.port, store
+            "listen: 127.0.0.1:{}\njetstream {{\n  store_dir: {:?}{sync}\n}}\n{}\n",
+            self.port, store, self.extra_config
         );
         let config_path = self.dir.path().join("nats-server.conf");
         std::fs::write(&config_path, config).expect("failed to write nats-server.conf");
@@ -74,11 +81,20 @@ impl NatsServer {
         self.wait_ready();
     }
 
-    fn wait_ready(&self) {
+    fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(15);
         while Instant::now() < deadline {
             if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
                 return;
+            }
+            let exited = self
+                .child
+                .as_mut()
+                .and_then(|child| child.try_wait().ok().flatten());
+            if let Some(status) = exited {
+                let log = std::fs::read_to_string(self.dir.path().join("nats-server.log"))
+                    .unwrap_or_default();
+                panic!("nats-server exited with {status} during start-up:\n{log}");
             }
             std::thread::sleep(Duration::from_millis(50));
         }

@@ -23,6 +23,7 @@ pub struct Config {
     pub sequencer: SequencerSection,
     pub validation: ValidationSection,
     pub intake: IntakeSection,
+    pub streams: StreamsSection,
     pub sites: HashMap<String, Site>,
 }
 
@@ -34,6 +35,7 @@ impl Default for Config {
             sequencer: SequencerSection::default(),
             validation: ValidationSection::default(),
             intake: IntakeSection::default(),
+            streams: StreamsSection::default(),
             sites: HashMap::new(),
         }
     }
@@ -110,6 +112,19 @@ impl Default for IntakeSection {
     }
 }
 
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StreamsSection {
+    /// Replicas per stream: 1 on a single server, 3 in a cluster.
+    pub replicas: usize,
+}
+
+impl Default for StreamsSection {
+    fn default() -> Self {
+        Self { replicas: 1 }
+    }
+}
+
 impl Config {
     /// Loads the file named by `--config`, else `./checkin.toml` when present, else defaults.
     pub fn load(explicit: Option<&Path>) -> anyhow::Result<(Self, Option<PathBuf>)> {
@@ -144,6 +159,11 @@ impl Config {
         anyhow::ensure!(
             self.validation.max_future_skew_s >= 0,
             "validation.max_future_skew_s must not be negative"
+        );
+        anyhow::ensure!(
+            matches!(self.streams.replicas, 1..=5),
+            "streams.replicas must be between 1 and 5, found {}",
+            self.streams.replicas
         );
         for (id, site) in &self.sites {
             anyhow::ensure!(
@@ -181,7 +201,7 @@ impl Config {
         TopologySettings {
             intake_max_bytes: self.intake.max_bytes,
             intake_duplicate_window: Duration::from_secs(self.intake.duplicate_window_s.max(1)),
-            ..TopologySettings::default()
+            replicas: self.streams.replicas,
         }
     }
 }
