@@ -1,4 +1,4 @@
-//! What each subcommand does.
+//! The subcommands' implementations.
 
 use std::io::Read;
 use std::path::Path;

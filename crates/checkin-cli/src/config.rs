@@ -41,7 +41,7 @@ impl Default for Config {
     }
 }
 
-/// How durable appends are.
+/// Durability mode of a local nats-server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum Durability {

@@ -1,4 +1,4 @@
-//! How ledger records and refusals are shown to people and as JSON.
+//! Text and JSON views of ledger records and refusals.
 
 use checkin_core::chain::link_hash;
 use checkin_core::codec;

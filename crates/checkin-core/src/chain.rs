@@ -125,7 +125,7 @@ pub struct StoredLink<'a> {
     pub hash: Option<ChainHash>,
 }
 
-/// What is wrong at one place in a chain.
+/// Kind of problem found at one place in a chain.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FindingKind {
@@ -168,7 +168,7 @@ impl FindingKind {
 pub struct Finding {
     /// First affected sequence.
     pub seq: u64,
-    /// What is wrong.
+    /// Kind of problem.
     pub kind: FindingKind,
     /// The value a sound chain has there.
     pub expected: String,

@@ -1,4 +1,4 @@
-//! The canonical byte form of a ledger record: the only place that knows it.
+//! The canonical byte form of a ledger record: the only module that defines it.
 //!
 //! Layout: a little-endian `u16` format version, then the record in bincode
 //! 2.0 with little-endian fixed-width integers (enum tags as `u32`, lengths
@@ -24,7 +24,7 @@ const CONFIG: Configuration<LittleEndian, Fixint, Limit<MAX_RECORD_BYTES>> =
         .with_fixed_int_encoding()
         .with_limit::<MAX_RECORD_BYTES>();
 
-/// Why record bytes could not be decoded.
+/// Error of decoding record bytes.
 #[derive(Debug, Error)]
 pub enum DecodeRecordError {
     /// The bytes end before the version field.
@@ -46,7 +46,7 @@ pub enum DecodeRecordError {
     TrailingBytes(usize),
 }
 
-/// Why a record could not be encoded.
+/// Error of encoding a record.
 #[derive(Debug, Error)]
 pub enum EncodeRecordError {
     /// The encoded record would exceed [`MAX_RECORD_BYTES`].

@@ -7,7 +7,7 @@ use std::fmt;
 
 use serde::Serialize;
 
-/// Why a submission was refused.
+/// Reason a submission was rejected.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Reason {

@@ -15,7 +15,7 @@ use crate::ids::EventId;
 pub struct Record {
     /// When the sequencer built the record, UTC microseconds since the Unix epoch.
     pub recorded_at_us: i64,
-    /// What the record states.
+    /// Content of the record.
     pub body: RecordBody,
 }
 
@@ -83,7 +83,7 @@ pub struct Genesis {
     pub description: String,
 }
 
-/// How a check-in was captured.
+/// Capture method of a check-in.
 #[derive(
     Clone, Copy, Debug, PartialEq, Eq, Hash, Encode, Decode, Serialize, serde::Deserialize,
 )]
@@ -162,7 +162,7 @@ pub struct Location {
 pub struct CheckIn {
     /// The device-chosen idempotency key.
     pub event_id: EventId,
-    /// Customer identifier as the business knows it.
+    /// Customer identifier as the business records it.
     pub customer: String,
     /// Site identifier from the site configuration.
     pub site: String,
@@ -172,7 +172,7 @@ pub struct CheckIn {
     pub at_us: i64,
     /// The device's UTC offset at that moment, in seconds east of UTC.
     pub utc_offset_s: i32,
-    /// How the check-in was captured.
+    /// Capture method.
     pub method: Method,
     /// Position, if the device reported one.
     pub location: Option<Location>,
@@ -193,8 +193,8 @@ pub struct Void {
     pub event_id: EventId,
     /// Event id of the check-in being voided.
     pub target: EventId,
-    /// Why the check-in is voided.
+    /// Reason for the void.
     pub reason: String,
-    /// Who requested the void.
+    /// Person or system that requested the void.
     pub requested_by: String,
 }

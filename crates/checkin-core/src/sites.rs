@@ -47,7 +47,7 @@ impl Site {
     }
 }
 
-/// Where a site's settings came from.
+/// Source of a site's settings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SiteLookup<'a> {
     /// The site is configured.

@@ -48,7 +48,7 @@ const VOID_FIELDS: [&str; 4] = ["id", "target", "reason", "requested_by"];
 pub struct TimePolicy {
     /// How far `at` may be ahead of the sequencer's clock.
     pub max_future_skew_s: i64,
-    /// How old a live check-in may be; imports are exempt.
+    /// Maximum age of a live check-in; imports are exempt.
     pub horizon_s: i64,
 }
 

@@ -30,15 +30,15 @@ const INTAKE_KEY: &[u8] = b"m:intake";
 #[error("dedupe index storage failed: {0}")]
 pub struct IndexError(#[from] sled::Error);
 
-/// What the index stores for one event id.
+/// Index entry of one event id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct IndexEntry {
     /// Ledger sequence of the record.
     pub seq: u64,
     /// Whether the record is a check-in or a void.
     pub kind: RecordKind,
-    /// Digest of the record's content, without the sequencer's time; tells a
-    /// resend apart from a different submission reusing an id.
+    /// Digest of the record's content, without the sequencer's time; it
+    /// distinguishes a resend from a different submission reusing an id.
     pub digest: [u8; 16],
 }
 

@@ -11,7 +11,7 @@ use thiserror::Error;
 
 use crate::headers;
 
-/// Why a stream could not be read.
+/// Error of a stream read.
 #[derive(Debug, Error)]
 #[error("failed to {action} stream {stream}: {source}")]
 pub struct ReadError {
@@ -117,7 +117,7 @@ impl StreamReader {
     }
 
     /// Streams the messages from `from` through `to` inclusive, in order,
-    /// with an ordered consumer that the server forgets once it is dropped.
+    /// with an ordered consumer that the server deletes once it is dropped.
     ///
     /// # Errors
     ///

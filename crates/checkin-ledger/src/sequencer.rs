@@ -2,11 +2,11 @@
 //! chained ledger records.
 //!
 //! It reads intake in order from its cursor. For each batch it validates
-//! every submission, drops resends already in the ledger (by event id,
-//! through the persistent [`DedupeIndex`]), stores refusals in the rejected
+//! every submission and drops resends already in the ledger, found by event
+//! id in the persistent [`DedupeIndex`]. It stores refusals in the rejected
 //! stream, chains the new records onto the head and appends them with the
-//! sequence fence, then records the ids and the new intake cursor in the
-//! index. Processed intake is purged from time to time.
+//! sequence fence. Then it records the ids and the new intake cursor in the
+//! index. Processed intake is purged once a second.
 //!
 //! Why nothing is lost or recorded twice, wherever the process dies:
 //! - the cursor moves only after the batch's records and refusals were
@@ -57,7 +57,7 @@ pub struct SequencerConfig {
     pub linger: Duration,
     /// How often processed intake is purged.
     pub purge_interval: Duration,
-    /// How records are appended.
+    /// Append strategy for ledger records.
     pub append_mode: AppendMode,
     /// Time rules for `at`.
     pub time_policy: TimePolicy,
@@ -82,7 +82,7 @@ impl Default for SequencerConfig {
     }
 }
 
-/// Why the sequencer stopped or could not start.
+/// Error that stopped the sequencer or kept it from starting.
 #[derive(Debug, Error)]
 pub enum SequencerError {
     /// The streams could not be set up.
@@ -108,9 +108,9 @@ pub enum SequencerError {
     /// Intake could not be read or purged.
     #[error("failed to {action} intake: {detail}")]
     Intake {
-        /// What was attempted.
+        /// Operation that failed.
         action: &'static str,
-        /// What went wrong.
+        /// Error text from the client.
         detail: String,
     },
     /// A refusal could not be stored.
@@ -128,7 +128,7 @@ impl SequencerError {
     }
 }
 
-/// Counters of what the sequencer did, shared with whoever watches it.
+/// Counters of the sequencer's work, shared with monitoring and benchmarks.
 #[derive(Debug, Default)]
 pub struct SequencerStats {
     /// Records appended.
@@ -141,7 +141,7 @@ pub struct SequencerStats {
     pub retries: AtomicU64,
 }
 
-/// What one batch turns into.
+/// Outcome of planning one batch.
 #[derive(Default)]
 struct Plan {
     records: Vec<ChainedRecord>,
@@ -211,7 +211,7 @@ impl Sequencer {
         Ok(sequencer)
     }
 
-    /// Returns the ledger head as this sequencer knows it.
+    /// Returns the ledger head as of this sequencer's last append or reload.
     pub fn head(&self) -> ChainHead {
         self.head
     }
@@ -535,7 +535,7 @@ impl Sequencer {
         for (position, rejection) in rejections {
             let message = &batch[*position];
             let intake_seq = message.seq;
-            debug!(reason = rejection.reason.code(), field = %rejection.field, intake_seq, "submission refused");
+            debug!(reason = rejection.reason.code(), field = %rejection.field, intake_seq, "submission rejected");
             let ack = rejected::publish(
                 &self.js,
                 rejection,

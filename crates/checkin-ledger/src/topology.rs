@@ -112,7 +112,7 @@ impl TopologySettings {
     }
 }
 
-/// Why the streams could not be set up.
+/// Error of the stream set-up.
 #[derive(Debug, Error)]
 pub enum TopologyError {
     /// An existing stream's setting differs from the one this ledger needs.

@@ -22,7 +22,7 @@ pub const MAX_ATOMIC_BATCH: usize = 1000;
 /// JetStream error code for a failed `Nats-Expected-Last-Sequence` check.
 const WRONG_LAST_SEQUENCE: u64 = 10071;
 
-/// How records are appended.
+/// Append strategy for ledger records.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum AppendMode {
     /// One atomic batch per call: all records are stored or none. With the
@@ -78,7 +78,7 @@ impl ChainedRecord {
     }
 }
 
-/// Why an append failed.
+/// Error of an append.
 #[derive(Debug, Error)]
 pub enum AppendError {
     /// The stream's last sequence was not the expected one: another writer appended first.
@@ -87,10 +87,10 @@ pub enum AppendError {
         /// The last sequence the append expected.
         expected_last: u64,
     },
-    /// The server answered with an error other than a fence conflict.
+    /// The server returned an error other than a fence conflict.
     #[error("ledger refused the append: {0}")]
     Refused(String),
-    /// No answer came back; the records may or may not be stored.
+    /// No reply arrived, so the records may or may not be stored.
     #[error("append outcome unknown: {0}")]
     Unknown(String),
     /// The server stored a record at another sequence than planned.
@@ -238,7 +238,7 @@ pub struct BatchAck {
 /// Publishes up to [`MAX_ATOMIC_BATCH`] messages as one JetStream atomic batch
 /// (ADR-50, nats-server 2.12+): all are stored or none.
 ///
-/// Only the commit message is a request; the server answers it with the
+/// Only the commit message is a request; the server replies to it with the
 /// outcome of the whole batch. `expected_last` fences the batch on the
 /// stream's last sequence and goes on the first message, the only one where
 /// the server accepts it.
