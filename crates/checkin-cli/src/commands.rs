@@ -36,7 +36,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let client = connect(url.as_deref()).await?;
             run_sequencer(client, &cli.data_dir, config).await
         }
-        Command::Publish { file, intake } => publish(url.as_deref(), file.as_deref(), intake).await,
+        Command::Publish {
+            file,
+            intake,
+            at_now,
+        } => publish(url.as_deref(), file.as_deref(), intake, at_now).await,
         Command::Ledger(LedgerCommand::Tail { count, json }) => {
             ledger_tail(url.as_deref(), count, json).await
         }
@@ -145,9 +149,19 @@ async fn publish(
     url: Option<&str>,
     file: Option<&Path>,
     intake: IntakeArg,
+    at_now: bool,
 ) -> anyhow::Result<ExitCode> {
     let input = read_input(file)?;
-    let submissions = split_submissions(&input);
+    let mut submissions: Vec<Vec<u8>> = split_submissions(&input)
+        .into_iter()
+        .map(<[u8]>::to_vec)
+        .collect();
+    if at_now {
+        submissions = submissions
+            .iter()
+            .map(|submission| stamp_now(submission))
+            .collect();
+    }
     if submissions.is_empty() {
         bail!("no submission found in the input: give one JSON object, or one per line");
     }
@@ -237,6 +251,17 @@ fn split_submissions(input: &[u8]) -> Vec<&[u8]> {
         .map(|line| line.strip_suffix(b"\r").unwrap_or(line))
         .filter(|line| !line.trim_ascii().is_empty())
         .collect()
+}
+
+/// Sets `at` to the current time in the local offset; input that is not a
+/// JSON object is returned unchanged so that it still reaches validation.
+fn stamp_now(submission: &[u8]) -> Vec<u8> {
+    let Ok(serde_json::Value::Object(mut object)) = serde_json::from_slice(submission) else {
+        return submission.to_vec();
+    };
+    let now = chrono::Local::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, false);
+    object.insert("at".into(), serde_json::Value::String(now));
+    serde_json::to_vec(&object).unwrap_or_else(|_| submission.to_vec())
 }
 
 /// Returns the submission's `id` for `Nats-Msg-Id`, when it has a usable one.

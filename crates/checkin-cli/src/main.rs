@@ -59,6 +59,10 @@ enum Command {
         /// Intake path: live devices, historical imports, or void requests.
         #[arg(long, value_enum, default_value_t = IntakeArg::Live)]
         intake: IntakeArg,
+        /// Replace each submission's `at` with the current time before
+        /// publishing, for trying out sample files.
+        #[arg(long)]
+        at_now: bool,
     },
     /// Read ledger records.
     #[command(subcommand)]

@@ -1,0 +1,107 @@
+//! The README's first steps, through the real binary: a sample check-in
+//! shows in `ledger tail`, a sample with latitude 121.47 in `rejected tail`.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use async_nats::jetstream;
+use common::*;
+use serde_json::Value;
+
+fn repo_file(relative: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(relative)
+}
+
+/// Runs `checkin --nats URL ARGS…` and returns its standard output; panics on failure.
+fn checkin(server: &NatsServer, args: &[&str]) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_checkin"))
+        .arg("--nats")
+        .arg(server.url())
+        .args(args)
+        .output()
+        .expect("failed to run checkin");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "checkin {args:?} failed: {}\n{stdout}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readme_samples_reach_ledger_and_rejected() {
+    let server = NatsServer::start();
+    let data = server.scratch("sequencer");
+    let config = repo_file("checkin.toml");
+    let _sequencer = CheckinProcess::spawn(&server, &data, &config, &["sequencer"]);
+    let js = jetstream::new(server.client().await);
+    wait_for_genesis(&js).await;
+
+    let sample = repo_file("examples/check-in.json");
+    let published = checkin(
+        &server,
+        &["publish", "--at-now", sample.to_str().expect("utf-8 path")],
+    );
+    let sample_json: Value =
+        serde_json::from_slice(&std::fs::read(&sample).expect("sample")).expect("sample is JSON");
+    let sample_id = sample_json["id"].as_str().expect("sample id");
+    assert!(
+        published.starts_with(sample_id),
+        "publish prints the id: {published}"
+    );
+    assert!(
+        published.contains("accepted"),
+        "publish reports acceptance: {published}"
+    );
+
+    let bad = repo_file("examples/bad-latitude.json");
+    checkin(
+        &server,
+        &["publish", "--at-now", bad.to_str().expect("utf-8 path")],
+    );
+    wait_for_ledger(&js, 2, Duration::from_secs(30)).await;
+    wait_for(
+        Duration::from_secs(30),
+        "one rejected submission",
+        || async { read_rejected(&js).await.len() == 1 },
+    )
+    .await;
+
+    let tail = checkin(&server, &["ledger", "tail", "-n", "1", "--json"]);
+    let record: Value = serde_json::from_str(tail.trim()).expect("ledger tail prints JSON");
+    assert_eq!(record["seq"], 2);
+    assert_eq!(record["kind"], "check_in");
+    assert_eq!(record["event_id"], sample_id);
+    assert_eq!(record["site"], "sh-jingan");
+    assert_eq!(record["activity"], "瑜伽课");
+    assert_eq!(record["hash_matches_body"], true);
+    assert_eq!(record["hash"].as_str().map(str::len), Some(64));
+    assert_eq!(record["prev"].as_str().map(str::len), Some(64));
+
+    let rejected = checkin(&server, &["rejected", "tail", "-n", "1", "--json"]);
+    let entry: Value = serde_json::from_str(rejected.trim()).expect("rejected tail prints JSON");
+    assert_eq!(entry["reason"], "latitude_out_of_range");
+    assert_eq!(entry["field"], "location.lat");
+    assert!(
+        entry["message"]
+            .as_str()
+            .is_some_and(|text| text.contains("121.47"))
+    );
+    assert!(
+        entry["message_zh"]
+            .as_str()
+            .is_some_and(|text| text.contains("纬度"))
+    );
+
+    let human = checkin(&server, &["ledger", "show", "2"]);
+    assert!(
+        human.contains("seq 2  check_in  (hash ok)"),
+        "ledger show is readable: {human}"
+    );
+}
