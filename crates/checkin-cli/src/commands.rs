@@ -33,8 +33,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Up { port } => up(url, port, &cli.data_dir, config).await,
         Command::Sequencer => {
+            let shutdown = shutdown_signal()?;
             let client = connect(url.as_deref()).await?;
-            run_sequencer(client, &cli.data_dir, config).await
+            run_sequencer(client, &cli.data_dir, config, shutdown).await
         }
         Command::Publish {
             file,
@@ -76,6 +77,7 @@ async fn up(
     data_dir: &Path,
     config: Config,
 ) -> anyhow::Result<ExitCode> {
+    let shutdown = shutdown_signal()?;
     let local = match url {
         Some(_) => None,
         None => {
@@ -95,7 +97,7 @@ async fn up(
         println!("  ledger:   checkin ledger tail");
         println!("  refused:  checkin rejected tail");
         println!("  stop:     Ctrl-C");
-        run_sequencer(client, data_dir, config).await
+        run_sequencer(client, data_dir, config, shutdown).await
     }
     .await;
 
@@ -111,6 +113,7 @@ async fn run_sequencer(
     client: async_nats::Client,
     data_dir: &Path,
     config: Config,
+    shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<ExitCode> {
     let index_dir = data_dir.join("sequencer").join(&config.ledger);
     std::fs::create_dir_all(&index_dir)
@@ -119,30 +122,24 @@ async fn run_sequencer(
     let sequencer = Sequencer::start(client, config.sequencer_config(), &index_dir)
         .await
         .context("failed to start the sequencer")?;
-    sequencer
-        .run(shutdown_signal())
-        .await
-        .context("sequencer stopped")?;
+    sequencer.run(shutdown).await.context("sequencer stopped")?;
     Ok(ExitCode::SUCCESS)
 }
 
-/// Completes on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let mut terminate = match tokio::signal::unix::signal(
-        tokio::signal::unix::SignalKind::terminate(),
-    ) {
-        Ok(signal) => signal,
-        Err(err) => {
-            warn!(error = %err, "failed to listen for SIGTERM; only Ctrl-C stops the process cleanly");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
+/// Listens for SIGINT (Ctrl-C) and SIGTERM from the moment it is created, so
+/// a signal that arrives while the sequencer starts is not lost and does not
+/// kill the process before the local nats-server is stopped.
+fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt()).context("failed to listen for SIGINT")?;
+    let mut terminate = signal(SignalKind::terminate()).context("failed to listen for SIGTERM")?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate.recv() => {}
-    }
-    info!("shutdown requested");
+        info!("shutdown requested");
+    })
 }
 
 async fn publish(
