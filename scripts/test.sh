@@ -38,10 +38,15 @@ fi
 
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
-cargo test --workspace --locked --lib --bins
-cargo test --workspace --locked --doc
+results=$(mktemp)
+trap 'rm -f "$results"' EXIT
+cargo test --workspace --locked --lib --bins 2>&1 | tee -a "$results"
+cargo test --workspace --locked --doc 2>&1 | tee -a "$results"
 # End-to-end tests start their own servers and processes; one at a time
 # keeps their timing stable on a 2-core machine.
-cargo test --workspace --locked --tests -- --test-threads=1
+cargo test --workspace --locked --tests -- --test-threads=1 2>&1 | tee -a "$results"
 
 python3 tools/check_vectors.py schemas
+
+# One closing line for the whole run, summed over every test binary.
+awk '/^test result:/ { passed += $4; failed += $6 } END { printf "tests: %d passed, %d failed\n", passed, failed }' "$results"
