@@ -32,7 +32,10 @@ use checkin_core::record::{Genesis, RecordKind};
 use checkin_core::sites::SiteRegistry;
 use checkin_core::validate::{IntakeKind, Submission, TimePolicy, validate};
 use checkin_core::{ChainHash, ChainHead, EventId, Reason, Record, RecordBody, Rejection, codec};
+use std::pin::Pin;
+
 use futures::StreamExt;
+use futures::future::{Fuse, FutureExt};
 use thiserror::Error;
 use tracing::{Instrument, debug, info, info_span, warn};
 
@@ -163,6 +166,8 @@ pub struct Sequencer {
     cursor: u64,
     /// Intake sequence below which intake was purged.
     purged_below: u64,
+    /// Shutdown was requested; retries stop waiting.
+    stopping: bool,
     stats: Arc<SequencerStats>,
 }
 
@@ -197,6 +202,7 @@ impl Sequencer {
             head: ChainHead::EMPTY,
             cursor: 0,
             purged_below: 0,
+            stopping: false,
             stats: Arc::default(),
         };
         sequencer.write_genesis_if_empty().await?;
@@ -237,12 +243,26 @@ impl Sequencer {
         async move {
             let mut intake = self.intake.follow(self.cursor + 1).await?;
             let mut purge_timer = tokio::time::interval(self.config.purge_interval);
+            let shutdown = shutdown.fuse();
             tokio::pin!(shutdown);
 
+            // While one batch's append is in flight, the next batch is read
+            // and planned on top of it; see `InFlight`.
+            let mut in_flight: Option<InFlight> = None;
             loop {
                 let first = tokio::select! {
                     biased;
-                    () = &mut shutdown => break,
+                    () = &mut shutdown => {
+                        self.stopping = true;
+                        break;
+                    }
+                    joined = wait_for_in_flight(&mut in_flight), if in_flight.is_some() => {
+                        let flight = in_flight.take().expect("the branch runs only with an append in flight");
+                        if !self.land(flight, joined, &mut shutdown).await? {
+                            break;
+                        }
+                        continue;
+                    }
                     _ = purge_timer.tick() => {
                         self.purge_processed_intake().await;
                         continue;
@@ -256,9 +276,17 @@ impl Sequencer {
                 if batch.is_empty() {
                     continue;
                 }
-                if !self.process_until_done(&batch, &mut shutdown).await? {
-                    break;
+                match self.pipeline(in_flight.take(), batch, &mut shutdown).await? {
+                    Some(flight) => in_flight = Some(flight),
+                    None if self.stopping => break,
+                    None => {}
                 }
+            }
+
+            // Finish the append in flight, so the index and cursor match the ledger.
+            if let Some(mut flight) = in_flight.take() {
+                let joined = wait_for_append(&mut flight).await;
+                self.land(flight, joined, &mut shutdown).await?;
             }
 
             self.index.flush().await?;
@@ -304,7 +332,7 @@ impl Sequencer {
     async fn process_until_done(
         &mut self,
         batch: &[StoredMessage],
-        shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
+        shutdown: &mut Pin<&mut Fuse<impl Future<Output = ()>>>,
     ) -> Result<bool, SequencerError> {
         let mut delay = Duration::from_millis(100);
         loop {
@@ -315,9 +343,15 @@ impl Sequencer {
                 }
                 Err(err) => return Err(err),
             }
+            if self.stopping {
+                return Ok(false);
+            }
             tokio::select! {
                 biased;
-                () = shutdown.as_mut() => return Ok(false),
+                () = shutdown.as_mut() => {
+                    self.stopping = true;
+                    return Ok(false);
+                }
                 () = tokio::time::sleep(delay) => {}
             }
             delay = (delay * 2).min(Duration::from_secs(5));
@@ -353,6 +387,13 @@ impl Sequencer {
             }
         };
 
+        self.record_batch(batch, &plan)?;
+        Ok(())
+    }
+
+    /// Records a batch whose records the ledger acknowledged: moves the head,
+    /// writes the ids and the intake cursor to the index, counts.
+    fn record_batch(&mut self, batch: &[StoredMessage], plan: &Plan) -> Result<(), SequencerError> {
         if let Some(last) = plan.records.last() {
             self.head = ChainHead {
                 seq: last.seq,
@@ -383,6 +424,81 @@ impl Sequencer {
         Ok(())
     }
 
+    /// Starts appending `batch` while `in_flight`, if any, is still being
+    /// appended: plans `batch` on top of it, waits for it, records it, then
+    /// sends `batch`'s refusals and starts its append. Returns the new append
+    /// in flight, or `None` when `batch` was finished another way.
+    async fn pipeline(
+        &mut self,
+        in_flight: Option<InFlight>,
+        batch: Vec<StoredMessage>,
+        shutdown: &mut Pin<&mut Fuse<impl Future<Output = ()>>>,
+    ) -> Result<Option<InFlight>, SequencerError> {
+        let (base, pending) = match &in_flight {
+            Some(flight) => (flight.head, flight.pending_ids()),
+            None => (self.head, HashMap::new()),
+        };
+        let plan = self.plan_on(&batch, base, &pending)?;
+
+        if let Some(mut flight) = in_flight {
+            let joined = wait_for_append(&mut flight).await;
+            if !self.land(flight, joined, shutdown).await? {
+                return Ok(None);
+            }
+            if self.head != base {
+                // The earlier batch was appended again after a failure, so this plan is stale.
+                return self
+                    .process_until_done(&batch, shutdown)
+                    .await
+                    .map(|_| None);
+            }
+        }
+
+        if let Err(err) = self.store_rejections(&batch, &plan.rejections).await {
+            warn!(error = %err, "failed to store refusals, retrying the batch");
+            return self
+                .process_until_done(&batch, shutdown)
+                .await
+                .map(|_| None);
+        }
+        let writer = self.writer.clone();
+        let records = plan.records.clone();
+        let head = plan.records.last().map_or(base, |last| ChainHead {
+            seq: last.seq,
+            hash: last.hash,
+        });
+        let task = tokio::spawn(async move { writer.append(&records).await });
+        Ok(Some(InFlight {
+            batch,
+            plan,
+            head,
+            task,
+        }))
+    }
+
+    /// Finishes an append that was in flight: records the batch when the
+    /// ledger acknowledged it, else processes it again from a reloaded head.
+    /// Returns false when shutdown was requested during a retry.
+    async fn land(
+        &mut self,
+        flight: InFlight,
+        joined: Result<(), AppendError>,
+        shutdown: &mut Pin<&mut Fuse<impl Future<Output = ()>>>,
+    ) -> Result<bool, SequencerError> {
+        match joined {
+            Ok(()) => {
+                self.record_batch(&flight.batch, &flight.plan)?;
+                Ok(true)
+            }
+            Err(err) => {
+                self.stats.retries.fetch_add(1, Ordering::Relaxed);
+                warn!(error = %err, "append failed, reloading the ledger head");
+                self.catch_up().await?;
+                self.process_until_done(&flight.batch, shutdown).await
+            }
+        }
+    }
+
     /// Purges intake below the cursor: those submissions are in the ledger or the rejected stream.
     async fn purge_processed_intake(&mut self) {
         let below = self.cursor + 1;
@@ -402,11 +518,22 @@ impl Sequencer {
 
     /// Validates, de-duplicates and chains a batch onto the current head.
     fn plan(&self, batch: &[StoredMessage]) -> Result<Plan, SequencerError> {
+        self.plan_on(batch, self.head, &HashMap::new())
+    }
+
+    /// Validates, de-duplicates and chains a batch onto `base`; `pending`
+    /// holds the ids of an append in flight that the index does not have yet.
+    fn plan_on(
+        &self,
+        batch: &[StoredMessage],
+        base: ChainHead,
+        pending: &HashMap<EventId, IndexEntry>,
+    ) -> Result<Plan, SequencerError> {
         let now = chrono::Utc::now();
         let now_us = now.timestamp_micros();
         let mut plan = Plan::default();
-        let mut head = self.head;
-        let mut in_batch: HashMap<EventId, IndexEntry> = HashMap::new();
+        let mut head = base;
+        let mut in_batch: HashMap<EventId, IndexEntry> = pending.clone();
 
         for (position, message) in batch.iter().enumerate() {
             let body = match self.admit(message, now_us, &in_batch)? {
@@ -425,12 +552,7 @@ impl Sequencer {
             let event_id = body
                 .event_id()
                 .expect("check-ins and voids carry an event id");
-            let digest = content_digest(&body);
-            let record = Record {
-                recorded_at_us: now_us,
-                body,
-            };
-            let bytes = match codec::encode(&record) {
+            let body_bytes = match codec::encode_body(&body) {
                 Ok(bytes) => bytes,
                 Err(err) => {
                     let rejection = Rejection::with_detail(Reason::PayloadTooLarge, "", err);
@@ -438,6 +560,8 @@ impl Sequencer {
                     continue;
                 }
             };
+            let digest = digest_of_encoded_body(&body_bytes);
+            let bytes = codec::encode_with_body(now_us, &body_bytes);
 
             let chained = ChainedRecord::chain(&head, bytes, kind, message.seq);
             head = ChainHead {
@@ -710,6 +834,44 @@ impl Sequencer {
     }
 }
 
+/// A batch whose append runs in a task while the next batch is planned.
+///
+/// The next batch is chained onto `head` and de-duplicated against this
+/// batch's ids. Nothing of the next batch is sent before this append is
+/// acknowledged and recorded, so the order of effects is the same as without
+/// pipelining: refusals, then records, then the index and cursor.
+struct InFlight {
+    batch: Vec<StoredMessage>,
+    plan: Plan,
+    /// Head once this batch is appended.
+    head: ChainHead,
+    task: tokio::task::JoinHandle<Result<(), AppendError>>,
+}
+
+impl InFlight {
+    fn pending_ids(&self) -> HashMap<EventId, IndexEntry> {
+        self.plan.entries.iter().copied().collect()
+    }
+}
+
+/// Waits for the append in flight.
+async fn wait_for_append(flight: &mut InFlight) -> Result<(), AppendError> {
+    match (&mut flight.task).await {
+        Ok(result) => result,
+        Err(join_error) => Err(AppendError::Unknown(format!(
+            "append task failed: {join_error}"
+        ))),
+    }
+}
+
+/// Waits for the append in flight, if any; never completes when there is none.
+async fn wait_for_in_flight(in_flight: &mut Option<InFlight>) -> Result<(), AppendError> {
+    match in_flight {
+        Some(flight) => wait_for_append(flight).await,
+        None => std::future::pending().await,
+    }
+}
+
 enum Admission {
     New(RecordBody),
     Duplicate,
@@ -743,14 +905,21 @@ fn index_one(
 /// Digest of a record body without the sequencer's time, so a resend of the
 /// same submission matches the stored record.
 pub fn content_digest(body: &RecordBody) -> [u8; 16] {
-    let timeless = Record {
-        recorded_at_us: 0,
-        body: body.clone(),
-    };
-    let bytes = codec::encode(&timeless).unwrap_or_default();
-    let hash = blake3::hash(&bytes);
+    let bytes = codec::encode_body(body).unwrap_or_default();
+    digest_of_encoded_body(&bytes)
+}
+
+/// Digest of an encoded body: BLAKE3 of the record encoding with
+/// `recorded_at_us` set to zero, truncated to 16 bytes. Dedupe indexes store
+/// it, so the definition must not change.
+fn digest_of_encoded_body(body: &[u8]) -> [u8; 16] {
+    // Format version 1's prefix, kept fixed: a digest must not change when the format does.
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(&1u16.to_le_bytes());
+    hasher.update(&0i64.to_le_bytes());
+    hasher.update(body);
     let mut digest = [0u8; 16];
-    digest.copy_from_slice(&hash.as_bytes()[..16]);
+    digest.copy_from_slice(&hasher.finalize().as_bytes()[..16]);
     digest
 }
 
