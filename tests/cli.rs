@@ -104,4 +104,32 @@ async fn readme_samples_reach_ledger_and_rejected() {
         human.contains("seq 2  check_in  (hash ok)"),
         "ledger show is readable: {human}"
     );
+
+    // The corrected submission keeps its id and comes within the duplicate window.
+    let mut corrected: Value =
+        serde_json::from_slice(&std::fs::read(&bad).expect("sample")).expect("JSON");
+    corrected["location"] = serde_json::json!({"lat": 31.23, "lon": 121.47});
+    let corrected_path = server.scratch("input").join("corrected.json");
+    std::fs::write(
+        &corrected_path,
+        serde_json::to_vec(&corrected).expect("serialises"),
+    )
+    .expect("write");
+    let published = checkin(
+        &server,
+        &[
+            "publish",
+            "--at-now",
+            corrected_path.to_str().expect("utf-8 path"),
+        ],
+    );
+    assert!(
+        published.contains("accepted"),
+        "corrected resend reaches intake: {published}"
+    );
+    wait_for_ledger(&js, 3, Duration::from_secs(30)).await;
+    let tail = checkin(&server, &["ledger", "tail", "-n", "1", "--json"]);
+    let record: Value = serde_json::from_str(tail.trim()).expect("ledger tail prints JSON");
+    assert_eq!(record["event_id"], corrected["id"]);
+    assert_eq!(record["location"]["lat"], 31.23);
 }

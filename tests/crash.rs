@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use async_nats::jetstream;
 use checkin_core::EventId;
-use checkin_ledger::topology::INTAKE_LIVE;
+use checkin_ledger::topology::{INTAKE_LIVE, intake_message_id};
 use common::*;
 use rand::{Rng, SeedableRng};
 use uuid::Uuid;
@@ -35,10 +35,8 @@ async fn sequencer_killed_five_times_loses_nothing() {
         .enumerate()
         .map(|(index, id)| {
             let body = check_in(id, &format!("c-{}", index % 900), now_shanghai());
-            (
-                Some(id.to_string()),
-                serde_json::to_vec(&body).expect("check-in serialises"),
-            )
+            let bytes = serde_json::to_vec(&body).expect("check-in serialises");
+            (Some(intake_message_id(&id.to_string(), &bytes)), bytes)
         })
         .collect();
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use async_nats::jetstream;
 use checkin_core::EventId;
-use checkin_ledger::topology::INTAKE_LIVE;
+use checkin_ledger::topology::{INTAKE_LIVE, intake_message_id};
 use common::*;
 use uuid::Uuid;
 
@@ -19,10 +19,8 @@ fn new_ids(count: usize) -> Vec<EventId> {
 fn payload(id: &EventId, index: usize) -> (Option<String>, Vec<u8>) {
     let at = now_shanghai() - chrono::Duration::seconds(index as i64 % 3600);
     let body = check_in(id, &format!("c-{}", index % 700), at);
-    (
-        Some(id.to_string()),
-        serde_json::to_vec(&body).expect("check-in serialises"),
-    )
+    let bytes = serde_json::to_vec(&body).expect("check-in serialises");
+    (Some(intake_message_id(&id.to_string(), &bytes)), bytes)
 }
 
 /// Asserts the ledger holds genesis plus exactly `ids`, each once, on a clean chain.

@@ -139,6 +139,11 @@ fn cases(accepted: &Value) -> Vec<Case> {
             "at",
         ),
         case(
+            with("at", json!("2026-05-01T09:30:00+23:00")),
+            Reason::OffsetOutOfRange,
+            "at",
+        ),
+        case(
             with(
                 "at",
                 json!((offset + chrono::Duration::minutes(10)).to_rfc3339()),
@@ -363,6 +368,25 @@ async fn import_exempt_from_horizon_and_void_recorded() {
     };
     assert_eq!(recorded_void.target, id);
     assert_eq!(recorded_void.requested_by, "auditor");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ledger_with_per_subject_limit_refused() {
+    let server = NatsServer::start();
+    let js = jetstream::new(server.client().await);
+    // A per-subject limit of 1 would make JetStream drop every record but the last.
+    let mut ledger = checkin_ledger::topology::TopologySettings::default().ledger_config();
+    ledger.max_messages_per_subject = 1;
+    js.create_stream(ledger).await.expect("stream created");
+
+    let index = server.scratch("index");
+    let result = Sequencer::start(server.client().await, sequencer_config(), &index).await;
+    let Err(SequencerError::Topology(TopologyError::Mismatch { stream, field, .. })) = result
+    else {
+        panic!("expected a settings mismatch, got {:?}", result.err());
+    };
+    assert_eq!(stream, "CHECKIN_LEDGER");
+    assert_eq!(field, "max_msgs_per_subject");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

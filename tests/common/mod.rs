@@ -306,16 +306,42 @@ pub async fn stream_messages(js: &jetstream::Context, name: &str) -> u64 {
 }
 
 /// Waits until intake is drained and the ledger holds `records` messages.
+///
+/// Fails fast with the cause instead of timing out when the ledger grows past
+/// `records` (something was recorded twice) or stays short while intake is
+/// empty for 10 s (the sequencer purged submissions it never recorded).
 pub async fn wait_for_ledger(js: &jetstream::Context, records: u64, timeout: Duration) {
-    wait_for(
-        timeout,
-        &format!("{records} ledger records and an empty intake"),
-        || async {
-            stream_messages(js, LEDGER_STREAM).await == records
-                && stream_messages(js, INTAKE_STREAM).await == 0
-        },
-    )
-    .await;
+    let deadline = Instant::now() + timeout;
+    let mut stalled_since: Option<(u64, Instant)> = None;
+    loop {
+        let ledger = stream_messages(js, LEDGER_STREAM).await;
+        let intake = stream_messages(js, INTAKE_STREAM).await;
+        assert!(
+            ledger <= records,
+            "ledger holds {ledger} records, more than the {records} expected"
+        );
+        if ledger == records && intake == 0 {
+            return;
+        }
+
+        if intake == 0 && ledger < records {
+            match stalled_since {
+                Some((count, since)) if count == ledger => assert!(
+                    since.elapsed() < Duration::from_secs(10),
+                    "ledger stopped at {ledger} of {records} records with intake empty for 10 s: submissions were lost"
+                ),
+                _ => stalled_since = Some((ledger, Instant::now())),
+            }
+        } else {
+            stalled_since = None;
+        }
+
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?}: ledger holds {ledger} of {records} records, intake {intake} messages"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Everything read back from a ledger stream.

@@ -7,11 +7,13 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use async_nats::HeaderMap;
 use async_nats::jetstream;
+use checkin_core::validate::MAX_SUBMISSION_BYTES;
 use checkin_ledger::reader::StreamReader;
 use checkin_ledger::rejected::RejectedEntry;
 use checkin_ledger::sequencer::Sequencer;
 use checkin_ledger::topology::{
-    INTAKE_IMPORT, INTAKE_LIVE, INTAKE_VOID, LEDGER_STREAM, REJECTED_STREAM,
+    INTAKE_IMPORT, INTAKE_LIVE, INTAKE_MAX_MESSAGE_BYTES, INTAKE_VOID, LEDGER_STREAM,
+    REJECTED_STREAM, intake_message_id,
 };
 use tracing::{info, warn};
 
@@ -176,29 +178,43 @@ async fn publish(
         let mut pending = Vec::with_capacity(window.len());
         for submission in window {
             let id = submission_id(submission);
+            if submission.len() > INTAKE_MAX_MESSAGE_BYTES as usize {
+                // The server would refuse it with a bare size error and it would
+                // never reach the rejected stream; say which limits apply.
+                let reason = format!(
+                    "submission is {} bytes; intake accepts at most {INTAKE_MAX_MESSAGE_BYTES} bytes \
+                     and a valid submission at most {MAX_SUBMISSION_BYTES}",
+                    submission.len()
+                );
+                pending.push((id, Err(reason)));
+                continue;
+            }
             let mut headers = HeaderMap::new();
             if let Some(id) = &id {
-                headers.insert("Nats-Msg-Id", id.as_str());
+                headers.insert("Nats-Msg-Id", intake_message_id(id, submission).as_str());
             }
             let ack = js
                 .publish_with_headers(subject, headers, bytes::Bytes::copy_from_slice(submission))
-                .await;
+                .await
+                .map_err(|err| err.to_string());
             pending.push((id, ack));
         }
         for (id, ack) in pending {
             let shown = id.unwrap_or_else(|| "-".into());
             let outcome = match ack {
-                Ok(future) => future.await,
-                Err(err) => Err(err),
+                Ok(future) => future.await.map_err(|err| err.to_string()),
+                Err(reason) => Err(reason),
             };
             match outcome {
                 Ok(ack) if ack.duplicate => {
-                    println!("{shown}\tduplicate: intake already holds this id")
+                    println!(
+                        "{shown}\tduplicate: intake received these exact bytes within its duplicate window"
+                    )
                 }
                 Ok(ack) => println!("{shown}\taccepted: intake seq {}", ack.sequence),
-                Err(err) => {
+                Err(reason) => {
                     failures += 1;
-                    println!("{shown}\tfailed: {err}");
+                    println!("{shown}\tfailed: {reason}");
                 }
             }
         }

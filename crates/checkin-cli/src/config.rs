@@ -157,6 +157,11 @@ impl Config {
             "validation.horizon_days must be positive"
         );
         anyhow::ensure!(
+            self.intake.max_bytes > 0,
+            "intake.max_bytes must be positive, because intake must stay bounded; found {}",
+            self.intake.max_bytes
+        );
+        anyhow::ensure!(
             self.validation.max_future_skew_s >= 0,
             "validation.max_future_skew_s must not be negative"
         );

@@ -36,7 +36,14 @@ impl LocalServer {
         let dir = dir.canonicalize()?;
 
         let config_path = dir.join("nats-server.conf");
-        std::fs::write(&config_path, server_config(&dir, port, sync_always))
+        stop_leftover(&binary, &dir, &config_path).await;
+        ensure_port_free(port)?;
+
+        let name = format!(
+            "checkin-{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..12]
+        );
+        std::fs::write(&config_path, server_config(&dir, port, sync_always, &name))
             .with_context(|| format!("failed to write {}", config_path.display()))?;
         let log = std::fs::File::create(dir.join("nats-server.log"))?;
 
@@ -52,12 +59,15 @@ impl LocalServer {
 
         let url = format!("nats://127.0.0.1:{port}");
         let mut server = Self { child, binary, url };
-        server.wait_ready(&dir).await?;
+        server.wait_ready(&dir, &name).await?;
         info!(url = %server.url, store = %dir.display(), sync_always, "nats-server started");
         Ok(server)
     }
 
-    async fn wait_ready(&mut self, dir: &Path) -> anyhow::Result<()> {
+    /// Waits until the child accepts connections, checking by its unique
+    /// server name that the server answering is the child and not another
+    /// process on the same port.
+    async fn wait_ready(&mut self, dir: &Path, name: &str) -> anyhow::Result<()> {
         for _ in 0..100 {
             if let Some(status) = self.child.try_wait()? {
                 bail!(
@@ -65,8 +75,15 @@ impl LocalServer {
                     dir.join("nats-server.log").display()
                 );
             }
-            if async_nats::connect(&self.url).await.is_ok() {
-                return Ok(());
+            if let Ok(client) = async_nats::connect(&self.url).await {
+                let answered = client.server_info().server_name;
+                if answered == name {
+                    return Ok(());
+                }
+                bail!(
+                    "another server ({answered}) answers on {}; stop it or choose another port with --port",
+                    self.url
+                );
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -119,8 +136,9 @@ fn find_binary() -> anyhow::Result<PathBuf> {
         .with_context(|| format!("nats-server was not found on PATH; {INSTALL_HINT}"))
 }
 
-fn server_config(dir: &Path, port: u16, sync_always: bool) -> String {
+fn server_config(dir: &Path, port: u16, sync_always: bool, name: &str) -> String {
     let store = dir.join("jetstream");
+    let pid_file = dir.join(PID_FILE);
     let sync = if sync_always {
         "\n  sync_interval: always"
     } else {
@@ -128,7 +146,52 @@ fn server_config(dir: &Path, port: u16, sync_always: bool) -> String {
     };
     format!(
         "# Written by `checkin up`; edits are overwritten at the next start.\n\
+         server_name: {name}\n\
          listen: 127.0.0.1:{port}\n\
+         pid_file: {pid_file:?}\n\
          jetstream {{\n  store_dir: {store:?}{sync}\n}}\n"
     )
+}
+
+const PID_FILE: &str = "nats-server.pid";
+
+/// Stops a nats-server that an earlier `checkin up` on this data directory
+/// left running, such as after that process was killed with SIGKILL: two
+/// servers must never open one store.
+async fn stop_leftover(binary: &Path, dir: &Path, config_path: &Path) {
+    let Ok(pid) = std::fs::read_to_string(dir.join(PID_FILE)) else {
+        return;
+    };
+    let pid = pid.trim();
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let ours = String::from_utf8_lossy(&cmdline).contains(&*config_path.to_string_lossy());
+    if !ours {
+        return;
+    }
+
+    warn!(
+        pid,
+        "stopping a nats-server left running by an earlier `checkin up` on this data directory"
+    );
+    let _ = Command::new(binary)
+        .arg("--signal")
+        .arg(format!("quit={pid}"))
+        .status()
+        .await;
+    for _ in 0..100 {
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    warn!(pid, "the leftover nats-server did not stop within 10 s");
+}
+
+fn ensure_port_free(port: u16) -> anyhow::Result<()> {
+    match std::net::TcpListener::bind(("127.0.0.1", port)) {
+        Ok(_) => Ok(()),
+        Err(err) => bail!(
+            "port {port} on 127.0.0.1 is not available ({err}); stop what listens there or choose another port with --port"
+        ),
+    }
 }

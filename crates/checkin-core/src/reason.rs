@@ -39,6 +39,8 @@ pub enum Reason {
     InvalidTimestamp,
     /// `at` has no UTC offset.
     MissingOffset,
+    /// `at` has a UTC offset outside the range in use, -12:00 to +14:00.
+    OffsetOutOfRange,
     /// `at` is further ahead of the sequencer's clock than allowed.
     InFuture,
     /// `at` is older than the acceptance horizon.
@@ -67,7 +69,7 @@ pub enum Reason {
 
 impl Reason {
     /// All reasons, for catalogues and tests.
-    pub const ALL: [Reason; 26] = [
+    pub const ALL: [Reason; 27] = [
         Self::InvalidUtf8,
         Self::InvalidJson,
         Self::PayloadTooLarge,
@@ -82,6 +84,7 @@ impl Reason {
         Self::InvalidUuid,
         Self::InvalidTimestamp,
         Self::MissingOffset,
+        Self::OffsetOutOfRange,
         Self::InFuture,
         Self::BeyondHorizon,
         Self::InvalidMethod,
@@ -157,8 +160,8 @@ impl Reason {
             ),
             Self::ControlCharacter => (
                 "control_character",
-                "field `{field}` must not contain control characters",
-                "字段 `{field}` 不能包含控制字符",
+                "field `{field}` must not contain control characters or invisible formatting characters",
+                "字段 `{field}` 不能包含控制字符或不可见的格式字符",
             ),
             Self::TooLong => (
                 "too_long",
@@ -179,6 +182,11 @@ impl Reason {
                 "missing_offset",
                 "field `{field}` must include a UTC offset such as +08:00 or Z",
                 "字段 `{field}` 必须带有 UTC 偏移，例如 +08:00 或 Z",
+            ),
+            Self::OffsetOutOfRange => (
+                "offset_out_of_range",
+                "field `{field}` has UTC offset {detail}, outside the offsets in use (-12:00 to +14:00)",
+                "字段 `{field}` 的 UTC 偏移为 {detail}，超出实际使用的范围（-12:00 到 +14:00）",
             ),
             Self::InFuture => (
                 "in_future",

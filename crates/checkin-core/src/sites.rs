@@ -11,6 +11,7 @@ pub const DEFAULT_TIME_ZONE: Tz = chrono_tz::Asia::Shanghai;
 
 /// One configured site.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Site {
     /// Display name, such as 静安店.
     #[serde(default)]

@@ -27,6 +27,9 @@ const MAX_ATTRIBUTE_KEY_CHARS: usize = 32;
 const MAX_ATTRIBUTE_VALUE_CHARS: usize = 256;
 const MAX_REASON_CHARS: usize = 512;
 const MAX_ACCURACY_M: f64 = 1_000_000.0;
+/// UTC offsets in use worldwide run from -12:00 (Baker Island) to +14:00 (Line Islands).
+const MIN_OFFSET_S: i32 = -12 * 3600;
+const MAX_OFFSET_S: i32 = 14 * 3600;
 
 const CHECK_IN_FIELDS: [&str; 10] = [
     "id",
@@ -239,7 +242,10 @@ fn text_value(value: &Value, path: &str, max_chars: usize) -> Result<String, Rej
     if raw.trim().is_empty() {
         return Err(Rejection::new(Reason::EmptyField, path));
     }
-    if raw.chars().any(char::is_control) {
+    if raw
+        .chars()
+        .any(|c| c.is_control() || is_invisible_format(c))
+    {
         return Err(Rejection::new(Reason::ControlCharacter, path));
     }
 
@@ -250,6 +256,18 @@ fn text_value(value: &Value, path: &str, max_chars: usize) -> Result<String, Rej
     Ok(normalised)
 }
 
+/// Tells whether a character is invisible and can make two identifiers that
+/// look the same differ, or reorder displayed text: zero-width space, word
+/// joiner, bidirectional embeddings, overrides and isolates, the byte order
+/// mark and the noncharacters U+FFFE and U+FFFF. Zero-width joiners stay
+/// allowed, since emoji sequences and several scripts need them.
+fn is_invisible_format(c: char) -> bool {
+    matches!(
+        c,
+        '\u{200B}' | '\u{2060}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}' | '\u{FFFE}' | '\u{FFFF}'
+    )
+}
+
 /// Parses `at` into UTC microseconds and the device's offset in seconds.
 fn required_time(object: &Map<String, Value>, name: &str) -> Result<(i64, i32), Rejection> {
     let text = required_text(object, name, 64).map_err(|rejection| match rejection.reason {
@@ -258,7 +276,17 @@ fn required_time(object: &Map<String, Value>, name: &str) -> Result<(i64, i32), 
     })?;
 
     match DateTime::parse_from_rfc3339(&text) {
-        Ok(at) => Ok((at.timestamp_micros(), at.offset().local_minus_utc())),
+        Ok(at) => {
+            let offset_s = at.offset().local_minus_utc();
+            if !(MIN_OFFSET_S..=MAX_OFFSET_S).contains(&offset_s) {
+                return Err(Rejection::with_detail(
+                    Reason::OffsetOutOfRange,
+                    name,
+                    at.offset(),
+                ));
+            }
+            Ok((at.timestamp_micros(), offset_s))
+        }
         Err(_) if lacks_offset(&text) => Err(Rejection::new(Reason::MissingOffset, name)),
         Err(_) => Err(Rejection::new(Reason::InvalidTimestamp, name)),
     }

@@ -181,6 +181,38 @@ fn attribute_keys_equal_after_nfc_rejected() {
 }
 
 #[test]
+fn offset_beyond_fourteen_hours_rejected() {
+    let submission = with("at", json!("2026-05-01T09:30:00+23:59"));
+    assert_rejected(submission, Reason::OffsetOutOfRange, "at");
+}
+
+#[test]
+fn extreme_offsets_in_use_accepted() {
+    for offset in ["+14:00", "-12:00", "+05:45"] {
+        let at = format!("2026-04-30T09:30:00{offset}");
+        let submission = with("at", json!(at));
+        assert!(
+            validate_at(&submission, IntakeKind::Import, NOW_US).is_ok(),
+            "offset {offset}"
+        );
+    }
+}
+
+#[test]
+fn invisible_format_characters_rejected() {
+    for text in ["c-1\u{200B}", "\u{202E}1-c", "\u{FEFF}c-1"] {
+        let submission = with("customer", json!(text));
+        assert_rejected(submission, Reason::ControlCharacter, "customer");
+    }
+}
+
+#[test]
+fn zero_width_joiner_in_activity_accepted() {
+    let submission = with("activity", json!("亲子课 👨\u{200D}👩\u{200D}👧"));
+    assert!(validate_at(&submission, IntakeKind::Live, NOW_US).is_ok());
+}
+
+#[test]
 fn missing_field_rejected() {
     assert_rejected(without("customer"), Reason::MissingField, "customer");
 }

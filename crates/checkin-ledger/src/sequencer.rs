@@ -715,7 +715,8 @@ impl Sequencer {
         if first > GENESIS_SEQ {
             // TODO(#4): rebuild the index from archive segments once the archiver purges the stream.
             return Err(SequencerError::BrokenChain(format!(
-                "the stream starts at seq {first}, and indexing it needs the archived records before it"
+                "the ledger stream starts at seq {first}: the records before it were purged or removed, \
+                 and no archive holds them"
             )));
         }
         let genesis_hash = self.genesis_hash().await?;

@@ -35,6 +35,21 @@ pub const INTAKE_MAX_MESSAGE_BYTES: i32 = 256 * 1024;
 /// Largest ledger message: one encoded record.
 pub const LEDGER_MAX_MESSAGE_BYTES: i32 = 64 * 1024;
 
+/// Builds the `Nats-Msg-Id` a publisher sets on an intake message: the
+/// submission's id and a digest of its exact bytes.
+///
+/// JetStream drops a message whose id it saw within the duplicate window.
+/// With the id alone, a corrected resend under the same id would be dropped
+/// silently; with the digest, only byte-identical resends are, and the
+/// sequencer sees every other one (and records it or rejects it as an
+/// `id_conflict`).
+pub fn intake_message_id(id: &str, payload: &[u8]) -> String {
+    let digest = blake3::hash(payload);
+    let short = &digest.as_bytes()[..8];
+    let hex: String = short.iter().map(|byte| format!("{byte:02x}")).collect();
+    format!("{id}:{hex}")
+}
+
 /// Tunable stream settings.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TopologySettings {
@@ -194,29 +209,25 @@ async fn ensure_stream(
     }
 }
 
-/// Compares the settings this ledger relies on, in a fixed order.
+/// Compares the settings this ledger relies on, in a fixed order: limits,
+/// retention and everything that lets JetStream remove, rewrite or redirect
+/// messages (per-subject limits, rollups, TTLs, mirrors, sources, transforms,
+/// asynchronous persistence).
 fn check_config(expected: &stream::Config, actual: &stream::Config) -> Result<(), TopologyError> {
-    let fields: [(&'static str, String, String); 13] = [
+    let debug = |value: &dyn std::fmt::Debug| format!("{value:?}");
+    let fields: Vec<(&'static str, String, String)> = vec![
         (
             "subjects",
-            format!("{:?}", expected.subjects),
-            format!("{:?}", actual.subjects),
+            debug(&expected.subjects),
+            debug(&actual.subjects),
         ),
         (
             "retention",
-            format!("{:?}", expected.retention),
-            format!("{:?}", actual.retention),
+            debug(&expected.retention),
+            debug(&actual.retention),
         ),
-        (
-            "storage",
-            format!("{:?}", expected.storage),
-            format!("{:?}", actual.storage),
-        ),
-        (
-            "discard",
-            format!("{:?}", expected.discard),
-            format!("{:?}", actual.discard),
-        ),
+        ("storage", debug(&expected.storage), debug(&actual.storage)),
+        ("discard", debug(&expected.discard), debug(&actual.discard)),
         (
             "max_bytes",
             limit(expected.max_bytes),
@@ -228,10 +239,11 @@ fn check_config(expected: &stream::Config, actual: &stream::Config) -> Result<()
             limit(actual.max_messages),
         ),
         (
-            "max_age",
-            format!("{:?}", expected.max_age),
-            format!("{:?}", actual.max_age),
+            "max_msgs_per_subject",
+            limit(expected.max_messages_per_subject),
+            limit(actual.max_messages_per_subject),
         ),
+        ("max_age", debug(&expected.max_age), debug(&actual.max_age)),
         (
             "max_msg_size",
             limit(expected.max_message_size.into()),
@@ -239,8 +251,8 @@ fn check_config(expected: &stream::Config, actual: &stream::Config) -> Result<()
         ),
         (
             "duplicate_window",
-            format!("{:?}", expected.duplicate_window),
-            format!("{:?}", actual.duplicate_window),
+            debug(&expected.duplicate_window),
+            debug(&actual.duplicate_window),
         ),
         (
             "num_replicas",
@@ -258,9 +270,59 @@ fn check_config(expected: &stream::Config, actual: &stream::Config) -> Result<()
             actual.deny_purge.to_string(),
         ),
         (
+            "allow_rollup_hdrs",
+            expected.allow_rollup.to_string(),
+            actual.allow_rollup.to_string(),
+        ),
+        (
             "allow_atomic",
             expected.allow_atomic_publish.to_string(),
             actual.allow_atomic_publish.to_string(),
+        ),
+        (
+            "allow_msg_ttl",
+            expected.allow_message_ttl.to_string(),
+            actual.allow_message_ttl.to_string(),
+        ),
+        (
+            "sealed",
+            expected.sealed.to_string(),
+            actual.sealed.to_string(),
+        ),
+        (
+            "no_ack",
+            expected.no_ack.to_string(),
+            actual.no_ack.to_string(),
+        ),
+        (
+            "mirror",
+            debug(&expected.mirror.is_some()),
+            debug(&actual.mirror.is_some()),
+        ),
+        (
+            "sources",
+            debug(
+                &expected
+                    .sources
+                    .as_ref()
+                    .is_some_and(|sources| !sources.is_empty()),
+            ),
+            debug(
+                &actual
+                    .sources
+                    .as_ref()
+                    .is_some_and(|sources| !sources.is_empty()),
+            ),
+        ),
+        (
+            "subject_transform",
+            debug(&expected.subject_transform.is_some()),
+            debug(&actual.subject_transform.is_some()),
+        ),
+        (
+            "persist_mode",
+            debug(&expected.persist_mode.unwrap_or_default()),
+            debug(&actual.persist_mode.unwrap_or_default()),
         ),
     ];
 
