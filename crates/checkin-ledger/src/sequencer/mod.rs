@@ -22,32 +22,30 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_nats::jetstream;
-use checkin_core::chain::{ChainVerifier, GENESIS_SEQ, link_hash};
-use checkin_core::record::{Genesis, RecordKind};
 use checkin_core::sites::SiteRegistry;
-use checkin_core::validate::{IntakeKind, Submission, TimePolicy, validate};
-use checkin_core::{ChainHash, ChainHead, EventId, Reason, Record, RecordBody, Rejection, codec};
-use std::pin::Pin;
-
+use checkin_core::validate::TimePolicy;
+use checkin_core::{ChainHead, EventId};
 use futures::StreamExt;
 use futures::future::{Fuse, FutureExt};
 use thiserror::Error;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::dedupe::{DedupeIndex, IndexEntry, IndexError};
-use crate::headers;
 use crate::reader::{MessageStream, ReadError, StoredMessage, StreamReader};
-use crate::rejected;
-use crate::topology::{
-    self, INTAKE_IMPORT, INTAKE_LIVE, INTAKE_STREAM, INTAKE_VOID, LEDGER_STREAM, TopologyError,
-    TopologySettings,
-};
-use crate::writer::{AppendError, AppendMode, ChainedRecord, LedgerWriter, MAX_ATOMIC_BATCH};
+use crate::topology::{self, INTAKE_STREAM, LEDGER_STREAM, TopologyError, TopologySettings};
+use crate::writer::{AppendError, AppendMode, LedgerWriter, MAX_ATOMIC_BATCH};
+
+mod plan;
+mod recovery;
+
+use plan::Plan;
+pub use plan::content_digest;
 
 /// Sequencer settings.
 #[derive(Clone, Debug)]
@@ -142,15 +140,6 @@ pub struct SequencerStats {
     pub rejected: AtomicU64,
     /// Appends that failed and were retried.
     pub retries: AtomicU64,
-}
-
-/// Outcome of planning one batch.
-#[derive(Default)]
-struct Plan {
-    records: Vec<ChainedRecord>,
-    entries: Vec<(EventId, IndexEntry)>,
-    rejections: Vec<(usize, Rejection)>,
-    duplicates: u64,
 }
 
 /// The ledger writer.
@@ -515,324 +504,6 @@ impl Sequencer {
             }
         }
     }
-
-    /// Validates, de-duplicates and chains a batch onto the current head.
-    fn plan(&self, batch: &[StoredMessage]) -> Result<Plan, SequencerError> {
-        self.plan_on(batch, self.head, &HashMap::new())
-    }
-
-    /// Validates, de-duplicates and chains a batch onto `base`; `pending`
-    /// holds the ids of an append in flight that the index does not have yet.
-    fn plan_on(
-        &self,
-        batch: &[StoredMessage],
-        base: ChainHead,
-        pending: &HashMap<EventId, IndexEntry>,
-    ) -> Result<Plan, SequencerError> {
-        let now = chrono::Utc::now();
-        let now_us = now.timestamp_micros();
-        let mut plan = Plan::default();
-        let mut head = base;
-        let mut in_batch: HashMap<EventId, IndexEntry> = pending.clone();
-
-        for (position, message) in batch.iter().enumerate() {
-            let body = match self.admit(message, now_us, &in_batch)? {
-                Admission::New(body) => body,
-                Admission::Duplicate => {
-                    plan.duplicates += 1;
-                    continue;
-                }
-                Admission::Rejected(rejection) => {
-                    plan.rejections.push((position, rejection));
-                    continue;
-                }
-            };
-
-            let kind = body.kind();
-            let event_id = body
-                .event_id()
-                .expect("check-ins and voids carry an event id");
-            let body_bytes = match codec::encode_body(&body) {
-                Ok(bytes) => bytes,
-                Err(err) => {
-                    let rejection = Rejection::with_detail(Reason::PayloadTooLarge, "", err);
-                    plan.rejections.push((position, rejection));
-                    continue;
-                }
-            };
-            let digest = digest_of_encoded_body(&body_bytes);
-            let bytes = codec::encode_with_body(now_us, &body_bytes);
-
-            let chained = ChainedRecord::chain(&head, bytes, kind, message.seq);
-            head = ChainHead {
-                seq: chained.seq,
-                hash: chained.hash,
-            };
-            let entry = IndexEntry {
-                seq: chained.seq,
-                kind,
-                digest,
-            };
-            in_batch.insert(event_id, entry);
-            plan.entries.push((event_id, entry));
-            plan.records.push(chained);
-        }
-        Ok(plan)
-    }
-
-    /// Decides what one intake message becomes.
-    fn admit(
-        &self,
-        message: &StoredMessage,
-        now_us: i64,
-        in_batch: &HashMap<EventId, IndexEntry>,
-    ) -> Result<Admission, SequencerError> {
-        let intake = match message.subject.as_str() {
-            INTAKE_LIVE => IntakeKind::Live,
-            INTAKE_IMPORT => IntakeKind::Import,
-            INTAKE_VOID => IntakeKind::Void,
-            other => {
-                return Ok(Admission::Rejected(Rejection::with_detail(
-                    Reason::UnknownSubject,
-                    "",
-                    other,
-                )));
-            }
-        };
-
-        let submission = match validate(
-            &message.payload,
-            intake,
-            now_us,
-            &self.config.time_policy,
-            &self.config.sites,
-        ) {
-            Ok(submission) => submission,
-            Err(rejection) => return Ok(Admission::Rejected(rejection)),
-        };
-        let body = match submission {
-            Submission::CheckIn(check_in) => RecordBody::CheckIn(check_in),
-            Submission::Void(void) => RecordBody::Void(void),
-        };
-
-        let lookup = |id: &EventId| -> Result<Option<IndexEntry>, SequencerError> {
-            match in_batch.get(id) {
-                Some(entry) => Ok(Some(*entry)),
-                None => Ok(self.index.get(id)?),
-            }
-        };
-
-        let event_id = body
-            .event_id()
-            .expect("check-ins and voids carry an event id");
-        if let Some(known) = lookup(&event_id)? {
-            if known.digest == content_digest(&body) {
-                return Ok(Admission::Duplicate);
-            }
-            return Ok(Admission::Rejected(Rejection::with_detail(
-                Reason::IdConflict,
-                "id",
-                known.seq,
-            )));
-        }
-
-        if let RecordBody::Void(void) = &body {
-            let target = lookup(&void.target)?;
-            if !target.is_some_and(|entry| entry.kind == RecordKind::CheckIn) {
-                return Ok(Admission::Rejected(Rejection::with_detail(
-                    Reason::UnknownTarget,
-                    "target",
-                    void.target,
-                )));
-            }
-        }
-        Ok(Admission::New(body))
-    }
-
-    async fn store_rejections(
-        &self,
-        batch: &[StoredMessage],
-        rejections: &[(usize, Rejection)],
-    ) -> Result<(), SequencerError> {
-        let now = chrono::Utc::now();
-        let mut acks = Vec::with_capacity(rejections.len());
-        for (position, rejection) in rejections {
-            let message = &batch[*position];
-            let intake_seq = message.seq;
-            debug!(reason = rejection.reason.code(), field = %rejection.field, intake_seq, "submission rejected");
-            let ack = rejected::publish(
-                &self.js,
-                rejection,
-                message.payload.clone(),
-                &message.subject,
-                intake_seq,
-                now,
-            )
-            .await
-            .map_err(|err| SequencerError::Rejected(err.to_string()))?;
-            acks.push(ack);
-        }
-        for ack in acks {
-            ack.await
-                .map_err(|err| SequencerError::Rejected(err.to_string()))?;
-        }
-        Ok(())
-    }
-
-    /// Appends the genesis record when the ledger stream is empty.
-    async fn write_genesis_if_empty(&mut self) -> Result<(), SequencerError> {
-        let (_, last) = self.ledger.bounds().await?;
-        if last > 0 {
-            return Ok(());
-        }
-
-        let genesis = Record {
-            recorded_at_us: chrono::Utc::now().timestamp_micros(),
-            body: RecordBody::Genesis(Genesis {
-                ledger: self.config.ledger_name.clone(),
-                description: format!("checkin ledger {}", self.config.ledger_name),
-            }),
-        };
-        let bytes =
-            codec::encode(&genesis).map_err(|err| SequencerError::BrokenChain(err.to_string()))?;
-        let record = ChainedRecord::chain(&ChainHead::EMPTY, bytes, RecordKind::Genesis, 0);
-        match self.writer.append(std::slice::from_ref(&record)).await {
-            Ok(()) => {
-                info!(ledger = %self.config.ledger_name, hash = %record.hash, "genesis record written");
-                Ok(())
-            }
-            // Another sequencer wrote the genesis first; its record is the ledger's identity.
-            Err(AppendError::Conflict { .. }) => Ok(()),
-            Err(last) => Err(SequencerError::Append { attempts: 1, last }),
-        }
-    }
-
-    /// Reloads the head from the stream and indexes every record the index lacks,
-    /// verifying the chain on the way. Returns the highest intake sequence
-    /// named by the records read, or by the head record when none was read.
-    async fn catch_up(&mut self) -> Result<u64, SequencerError> {
-        let (first, last) = self.ledger.bounds().await?;
-        if first > GENESIS_SEQ {
-            // TODO(#4): rebuild the index from archive segments once the archiver purges the stream.
-            return Err(SequencerError::BrokenChain(format!(
-                "the ledger stream starts at seq {first}: the records before it were purged or removed, \
-                 and no archive holds them"
-            )));
-        }
-        let genesis_hash = self.genesis_hash().await?;
-        let mut through = self.index.through()?;
-
-        let indexed_genesis = self.index.genesis()?;
-        if indexed_genesis != Some(genesis_hash)
-            || !self.index_matches_ledger(through, last).await?
-        {
-            if indexed_genesis.is_some() {
-                warn!(
-                    indexed_through = through.seq,
-                    ledger_head = last,
-                    "dedupe index does not match the ledger, rebuilding it"
-                );
-            }
-            self.index.reset(genesis_hash)?;
-            through = ChainHead::EMPTY;
-        }
-        if through.seq < last {
-            info!(from = through.seq + 1, to = last, "indexing ledger records");
-        }
-
-        let (verifier, mut ledger_cursor) = self.index_range(through, last).await?;
-        self.head = verifier.head();
-        if ledger_cursor == 0 {
-            let head_record = self.ledger.get(last).await?;
-            ledger_cursor = head_record
-                .and_then(|message| {
-                    message
-                        .header(headers::INTAKE_SEQ)
-                        .and_then(|seq| seq.parse().ok())
-                })
-                .unwrap_or(0);
-        }
-        Ok(ledger_cursor)
-    }
-
-    /// Returns the recomputed hash of the genesis record.
-    async fn genesis_hash(&self) -> Result<ChainHash, SequencerError> {
-        let Some(genesis) = self.ledger.get(GENESIS_SEQ).await? else {
-            return Err(SequencerError::BrokenChain(
-                "the genesis record is missing".into(),
-            ));
-        };
-        let hash = link_hash(&ChainHash::ZERO, GENESIS_SEQ, &genesis.payload);
-        if genesis.hash_header() != Some(hash) {
-            return Err(SequencerError::BrokenChain(format!(
-                "seq {GENESIS_SEQ}: hash header does not match the genesis record"
-            )));
-        }
-        Ok(hash)
-    }
-
-    /// Tells whether the index's last record is still the ledger's record at that sequence.
-    async fn index_matches_ledger(
-        &self,
-        through: ChainHead,
-        last: u64,
-    ) -> Result<bool, SequencerError> {
-        if through.seq == 0 {
-            return Ok(true);
-        }
-        if through.seq > last {
-            return Ok(false);
-        }
-        let stored = self.ledger.get(through.seq).await?;
-        Ok(stored.and_then(|message| message.hash_header()) == Some(through.hash))
-    }
-
-    /// Reads records after `through` up to `last`, verifies them and adds
-    /// their ids to the index; also returns the highest intake sequence they name.
-    async fn index_range(
-        &self,
-        through: ChainHead,
-        last: u64,
-    ) -> Result<(ChainVerifier, u64), SequencerError> {
-        const CHUNK: usize = 10_000;
-        let mut verifier = if through.seq == 0 {
-            ChainVerifier::new()
-        } else {
-            ChainVerifier::resume(through)
-        };
-        // Keep the stored cursor: it may be ahead of the ledger after refusal-only batches.
-        let stored_cursor = self.index.intake_cursor()?.max(self.cursor);
-        let mut ledger_cursor = 0u64;
-        let mut records = self.ledger.range(through.seq + 1, last).await?;
-        let mut entries = Vec::with_capacity(CHUNK);
-
-        while let Some(message) = records.next().await {
-            let message = message?;
-            index_one(&mut verifier, &message, &mut entries)?;
-            if let Some(seq) = message
-                .header(headers::INTAKE_SEQ)
-                .and_then(|seq| seq.parse::<u64>().ok())
-            {
-                ledger_cursor = ledger_cursor.max(seq);
-            }
-            if entries.len() >= CHUNK {
-                self.index
-                    .record(&entries, verifier.head(), stored_cursor)?;
-                entries.clear();
-            }
-        }
-        if verifier.head().seq != last {
-            return Err(SequencerError::BrokenChain(format!(
-                "read up to seq {} of {last}",
-                verifier.head().seq
-            )));
-        }
-        if verifier.head().seq > through.seq {
-            self.index
-                .record(&entries, verifier.head(), stored_cursor)?;
-        }
-        Ok((verifier, ledger_cursor))
-    }
 }
 
 /// A batch whose append runs in a task while the next batch is planned.
@@ -871,57 +542,6 @@ async fn wait_for_in_flight(in_flight: &mut Option<InFlight>) -> Result<(), Appe
         Some(flight) => wait_for_append(flight).await,
         None => std::future::pending().await,
     }
-}
-
-enum Admission {
-    New(RecordBody),
-    Duplicate,
-    Rejected(Rejection),
-}
-
-/// Verifies one stored record and collects its index entry.
-fn index_one(
-    verifier: &mut ChainVerifier,
-    message: &StoredMessage,
-    entries: &mut Vec<(EventId, IndexEntry)>,
-) -> Result<(), SequencerError> {
-    verifier.push(message.link());
-    if let Some(finding) = verifier.findings().first() {
-        return Err(SequencerError::BrokenChain(finding.to_string()));
-    }
-
-    let record = codec::decode(&message.payload)
-        .map_err(|err| SequencerError::BrokenChain(format!("seq {}: {err}", message.seq)))?;
-    if let Some(event_id) = record.body.event_id() {
-        let entry = IndexEntry {
-            seq: message.seq,
-            kind: record.body.kind(),
-            digest: content_digest(&record.body),
-        };
-        entries.push((event_id, entry));
-    }
-    Ok(())
-}
-
-/// Digest of a record body without the sequencer's time, so a resend of the
-/// same submission matches the stored record.
-pub fn content_digest(body: &RecordBody) -> [u8; 16] {
-    let bytes = codec::encode_body(body).unwrap_or_default();
-    digest_of_encoded_body(&bytes)
-}
-
-/// Digest of an encoded body: BLAKE3 of the record encoding with
-/// `recorded_at_us` set to zero, truncated to 16 bytes. Dedupe indexes store
-/// it, so the definition must not change.
-fn digest_of_encoded_body(body: &[u8]) -> [u8; 16] {
-    // Format version 1's prefix, kept fixed: a digest must not change when the format does.
-    let mut hasher = blake3::Hasher::new();
-    hasher.update(&1u16.to_le_bytes());
-    hasher.update(&0i64.to_le_bytes());
-    hasher.update(body);
-    let mut digest = [0u8; 16];
-    digest.copy_from_slice(&hasher.finalize().as_bytes()[..16]);
-    digest
 }
 
 fn intake_error(action: &'static str, err: impl std::fmt::Display) -> SequencerError {
