@@ -20,7 +20,10 @@ use tracing::{info, warn};
 use crate::config::{Config, Durability};
 use crate::nats_server::LocalServer;
 use crate::view;
-use crate::{BenchCommand, Cli, Command, DEFAULT_NATS, IntakeArg, LedgerCommand, RejectedCommand};
+use crate::{
+    BenchCommand, Cli, Command, DEFAULT_NATS, IntakeArg, LedgerCommand, ProjectCommand,
+    RejectedCommand,
+};
 
 /// Most publishes awaiting an acknowledgement at once in `checkin publish`.
 const PUBLISH_WINDOW: usize = 256;
@@ -53,6 +56,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Rejected(RejectedCommand::Tail { count, json }) => {
             rejected_tail(url.as_deref(), count, json).await
         }
+        Command::Project {
+            command: None,
+            until_head,
+        } => {
+            let shutdown = shutdown_signal()?;
+            let client = connect(url.as_deref()).await?;
+            crate::project::run(client, &cli.data_dir, &config, until_head, shutdown).await
+        }
+        Command::Project {
+            command: Some(ProjectCommand::Digest { json }),
+            ..
+        } => crate::project::digest(&cli.data_dir, &config, json),
         Command::Bench(BenchCommand::Sequencer { events }) => {
             crate::bench::sequencer(events).await?;
             Ok(ExitCode::SUCCESS)
@@ -95,11 +110,31 @@ async fn up(
             "checkin is up: NATS at {}",
             url.as_deref().unwrap_or(DEFAULT_NATS)
         );
-        println!("  publish:  checkin publish examples/check-in.json");
+        println!("  publish:  checkin publish --at-now examples/check-in.json");
         println!("  ledger:   checkin ledger tail");
         println!("  refused:  checkin rejected tail");
         println!("  stop:     Ctrl-C");
-        run_sequencer(client, data_dir, config, shutdown).await
+
+        // One signal stops both roles; each finishes its batch in hand.
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop.send(true);
+        });
+        let stop_requested = |mut receiver: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = receiver.wait_for(|stopping| *stopping).await;
+        };
+        let sequencer = run_sequencer(
+            client.clone(),
+            data_dir,
+            config.clone(),
+            stop_requested(stopped.clone()),
+        );
+        let projector =
+            crate::project::run(client, data_dir, &config, false, stop_requested(stopped));
+        // When one role fails the other is dropped; both are safe to drop mid-batch.
+        let (code, _) = tokio::try_join!(sequencer, projector)?;
+        Ok(code)
     }
     .await;
 

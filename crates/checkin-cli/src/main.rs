@@ -4,6 +4,7 @@ mod bench;
 mod commands;
 mod config;
 mod nats_server;
+mod project;
 mod view;
 
 use std::path::PathBuf;
@@ -70,9 +71,28 @@ enum Command {
     /// Read refused submissions.
     #[command(subcommand)]
     Rejected(RejectedCommand),
+    /// Run the projectors, or inspect their read models.
+    Project {
+        #[command(subcommand)]
+        command: Option<ProjectCommand>,
+        /// Stop once the models reach the ledger's current head.
+        #[arg(long)]
+        until_head: bool,
+    },
     /// Measure throughput beside raw JetStream baselines, on local nats-servers it starts.
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+#[derive(Subcommand)]
+enum ProjectCommand {
+    /// Print a digest of each read model and its checkpoint; equal digests
+    /// mean byte-identical models. The projector must not be running.
+    Digest {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]

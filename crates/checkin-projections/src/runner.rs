@@ -1,0 +1,245 @@
+//! Runs one projection: reads the ledger from the model's checkpoint + 1,
+//! checks every chain link, folds records in batches and commits each batch
+//! with its checkpoint.
+//!
+//! The checkpoint in sled is the source of truth for where to resume, not
+//! any server-side consumer state: the ledger is read with an ordered
+//! consumer that the server forgets when the runner stops.
+
+use std::time::Duration;
+
+use async_nats::jetstream;
+use checkin_core::chain::{ChainVerifier, GENESIS_SEQ};
+use checkin_core::{ChainHead, Record, codec};
+use checkin_ledger::reader::{ReadError, StoredMessage, StreamReader};
+use checkin_ledger::topology::LEDGER_STREAM;
+use futures::StreamExt;
+use thiserror::Error;
+use tracing::{Instrument, debug, info, info_span};
+
+use crate::store::{ModelStore, Overlay, StoreError};
+
+/// One ledger record handed to a projection.
+#[derive(Clone, Debug)]
+pub struct LedgerEntry {
+    /// Ledger sequence.
+    pub seq: u64,
+    /// The decoded record.
+    pub record: Record,
+}
+
+/// Error of a projection's fold.
+#[derive(Debug, Error)]
+pub enum ProjectionError {
+    /// The model's storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A stored model value does not decode: the model is damaged or from another build.
+    #[error("stored value under key {key} does not decode: {detail}")]
+    Corrupt {
+        /// The key, escaped for printing.
+        key: String,
+        /// What failed.
+        detail: String,
+    },
+}
+
+/// A deterministic fold of ledger records into a read model.
+pub trait Projection: Send + Sync {
+    /// Returns the model's stable name, also its sled tree name.
+    fn name(&self) -> &'static str;
+
+    /// Applies one record. Called in ledger order; must depend only on the
+    /// record and the model, so replaying the ledger rebuilds the same bytes.
+    ///
+    /// # Errors
+    ///
+    /// Fails when storage fails or the model is damaged.
+    fn apply(&self, entry: &LedgerEntry, model: &mut Overlay<'_>) -> Result<(), ProjectionError>;
+}
+
+/// Error that stopped a runner.
+#[derive(Debug, Error)]
+pub enum RunnerError {
+    /// The ledger could not be read.
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    /// The fold failed.
+    #[error(transparent)]
+    Projection(#[from] ProjectionError),
+    /// The model's storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A ledger record fails verification; the model stays at the last good batch.
+    #[error("ledger chain is broken at seq {seq}: {detail}")]
+    BrokenChain {
+        /// First bad sequence.
+        seq: u64,
+        /// What is wrong there.
+        detail: String,
+    },
+    /// The ledger ended before the requested sequence.
+    #[error("ledger reader ended at seq {0}")]
+    Ended(u64),
+}
+
+/// Where a run stops.
+#[derive(Clone, Copy, Debug)]
+pub enum Until {
+    /// After applying this sequence (a rebuild up to the head).
+    Seq(u64),
+    /// Never; the caller drops or stops the future.
+    Forever,
+}
+
+/// Runs one projection over the ledger.
+pub struct Runner<P> {
+    ledger: StreamReader,
+    store: ModelStore,
+    projection: P,
+    batch_size: usize,
+    linger: Duration,
+}
+
+impl<P: Projection> Runner<P> {
+    /// Creates a runner over an existing ledger stream.
+    ///
+    /// # Errors
+    ///
+    /// Fails when the ledger stream does not exist.
+    pub async fn new(
+        js: &jetstream::Context,
+        store: ModelStore,
+        projection: P,
+    ) -> Result<Self, RunnerError> {
+        Ok(Self {
+            ledger: StreamReader::open(js, LEDGER_STREAM).await?,
+            store,
+            projection,
+            batch_size: 1000,
+            linger: Duration::from_millis(5),
+        })
+    }
+
+    /// Returns the model store.
+    pub fn store(&self) -> &ModelStore {
+        &self.store
+    }
+
+    /// Returns the ledger's last sequence now.
+    ///
+    /// # Errors
+    ///
+    /// Fails when the server cannot be reached.
+    pub async fn ledger_head(&self) -> Result<u64, RunnerError> {
+        Ok(self.ledger.bounds().await?.1)
+    }
+
+    /// Applies ledger records from the checkpoint on until `until`, or until
+    /// `shutdown` completes after the batch in hand is committed.
+    ///
+    /// # Errors
+    ///
+    /// Fails on a broken chain, an undecodable record, a damaged model or
+    /// storage failure; the model then stays at its last committed batch.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future loses at most the uncommitted batch, which the
+    /// next run applies again from the checkpoint.
+    pub async fn run(
+        &mut self,
+        until: Until,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<ChainHead, RunnerError> {
+        let span = info_span!("projection", name = self.projection.name());
+        async move {
+            let checkpoint = self.store.checkpoint()?;
+            let mut verifier = match checkpoint {
+                Some(head) => ChainVerifier::resume(head),
+                None => ChainVerifier::new(),
+            };
+            let start = checkpoint.map_or(GENESIS_SEQ, |head| head.seq + 1);
+            if let Until::Seq(last) = until
+                && last < start
+            {
+                return Ok(verifier.head());
+            }
+            info!(from = start, "projection started");
+
+            let mut records = self.ledger.follow(start).await?;
+            tokio::pin!(shutdown);
+            loop {
+                let first = tokio::select! {
+                    biased;
+                    () = &mut shutdown => break,
+                    first = records.next() => first,
+                };
+                let Some(first) = first else {
+                    return Err(RunnerError::Ended(verifier.head().seq));
+                };
+                let batch = self.collect(first?, &mut records).await?;
+                self.apply_batch(&batch, &mut verifier)?;
+                if let Until::Seq(last) = until
+                    && verifier.head().seq >= last
+                {
+                    break;
+                }
+            }
+            info!(seq = verifier.head().seq, "projection stopped");
+            Ok(verifier.head())
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn collect(
+        &self,
+        first: StoredMessage,
+        records: &mut checkin_ledger::reader::MessageStream,
+    ) -> Result<Vec<StoredMessage>, RunnerError> {
+        let mut batch = vec![first];
+        while batch.len() < self.batch_size {
+            match tokio::time::timeout(self.linger, records.next()).await {
+                Ok(Some(message)) => batch.push(message?),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        Ok(batch)
+    }
+
+    /// Verifies, decodes and applies a batch, then commits it with its checkpoint.
+    fn apply_batch(
+        &self,
+        batch: &[StoredMessage],
+        verifier: &mut ChainVerifier,
+    ) -> Result<(), RunnerError> {
+        let mut model = Overlay::new(&self.store);
+        for message in batch {
+            verifier.push(message.link());
+            if let Some(finding) = verifier.findings().first() {
+                return Err(RunnerError::BrokenChain {
+                    seq: finding.seq,
+                    detail: finding.to_string(),
+                });
+            }
+            let record =
+                codec::decode(&message.payload).map_err(|err| RunnerError::BrokenChain {
+                    seq: message.seq,
+                    detail: err.to_string(),
+                })?;
+            let entry = LedgerEntry {
+                seq: message.seq,
+                record,
+            };
+            self.projection.apply(&entry, &mut model)?;
+        }
+        self.store.commit(model.into_writes(), verifier.head())?;
+        debug!(
+            records = batch.len(),
+            seq = verifier.head().seq,
+            "batch committed"
+        );
+        Ok(())
+    }
+}
