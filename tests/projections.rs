@@ -73,8 +73,17 @@ async fn site_days_match_independent_count() {
         } else {
             "ny-soho"
         };
-        let at =
+        let customer = format!("c-{}", rng.random_range(0..40));
+        let mut at =
             DateTime::from_timestamp(window_start + rng.random_range(0..4 * 86_400), 0).unwrap();
+        // A fifth are repeat scans 0-15 minutes after an earlier one, inside or outside the visit window.
+        let earlier = published
+            .iter()
+            .rev()
+            .find(|entry: &&Published| entry.site == site && entry.customer == customer);
+        if let Some(earlier) = earlier.filter(|_| rng.random_bool(0.2)) {
+            at = earlier.at + chrono::Duration::seconds(rng.random_range(0..900));
+        }
         let offset = if site == "sh-jingan" {
             8 * 3600
         } else {
@@ -84,7 +93,6 @@ async fn site_days_match_independent_count() {
             .with_timezone(&chrono::FixedOffset::east_opt(offset).unwrap())
             .to_rfc3339();
         let id = EventId::from(Uuid::new_v4());
-        let customer = format!("c-{}", rng.random_range(0..40));
         let body = json!({"id": id.to_string(), "customer": customer, "site": site, "device": "d", "at": at_text, "method": "qr"});
         let bytes = serde_json::to_vec(&body).unwrap();
         payloads.push((Some(intake_message_id(&id.to_string(), &bytes)), bytes));
@@ -121,21 +129,42 @@ async fn site_days_match_independent_count() {
 
     // The independent count: local dates straight from the zone database.
     let voided: HashSet<EventId> = voided.into_iter().collect();
+    let local_date = |site: &str, at: DateTime<Utc>| match site {
+        "sh-jingan" => at.with_timezone(&chrono_tz::Asia::Shanghai).date_naive(),
+        _ => at.with_timezone(&chrono_tz::America::New_York).date_naive(),
+    };
+    let kept: Vec<&Published> = published
+        .iter()
+        .filter(|entry| !voided.contains(&entry.id))
+        .collect();
     let mut expected: HashMap<(&str, NaiveDate), (u64, HashSet<&str>)> = HashMap::new();
-    for entry in published.iter().filter(|entry| !voided.contains(&entry.id)) {
-        let date = match entry.site {
-            "sh-jingan" => entry
-                .at
-                .with_timezone(&chrono_tz::Asia::Shanghai)
-                .date_naive(),
-            _ => entry
-                .at
-                .with_timezone(&chrono_tz::America::New_York)
-                .date_naive(),
-        };
-        let figures = expected.entry((entry.site, date)).or_default();
+    for entry in &kept {
+        let figures = expected
+            .entry((entry.site, local_date(entry.site, entry.at)))
+            .or_default();
         figures.0 += 1;
         figures.1.insert(&entry.customer);
+    }
+    // Visits: per customer and site, a scan more than 600 s after the previous one starts a visit.
+    let mut scans: HashMap<(&str, &str), Vec<DateTime<Utc>>> = HashMap::new();
+    for entry in &kept {
+        scans
+            .entry((entry.site, entry.customer.as_str()))
+            .or_default()
+            .push(entry.at);
+    }
+    let mut expected_visits: HashMap<(&str, NaiveDate), u64> = HashMap::new();
+    for ((site, _), mut times) in scans {
+        times.sort();
+        let mut previous: Option<DateTime<Utc>> = None;
+        for at in times {
+            if previous.is_none_or(|previous| (at - previous).num_seconds() > 600) {
+                *expected_visits
+                    .entry((site, local_date(site, at)))
+                    .or_default() += 1;
+            }
+            previous = Some(at);
+        }
     }
 
     let from = NaiveDate::from_ymd_opt(2026, 10, 29).unwrap();
@@ -146,6 +175,10 @@ async fn site_days_match_independent_count() {
             let (check_ins, customers) = expected.get(&(site, date)).cloned().unwrap_or_default();
             let wanted = SiteDay {
                 check_ins,
+                visits: expected_visits
+                    .get(&(site, date))
+                    .copied()
+                    .unwrap_or_default(),
                 unique_customers: customers.len() as u64,
             };
             assert_eq!(figures, wanted, "{site} on {date}");

@@ -13,6 +13,11 @@
 //! | `u` ‖ site ‖ 0 ‖ day (4) ‖ customer | check-ins of that customer that day (8) |
 //! | `h` ‖ site ‖ 0 ‖ local hour (1) | check-ins (8) |
 //! | `w` ‖ site ‖ 0 ‖ ISO weekday 1-7 (1) | check-ins (8) |
+//! | `v` ‖ site ‖ 0 ‖ customer ‖ 0 ‖ at_us (8) ‖ event id (16) | empty: the customer's scans at the site |
+//!
+//! A visit is a business rule, not a ledger fact: a customer's scans at one
+//! site belong to one visit while each follows the previous one within the
+//! visit window. A visit counts on the business date of its first scan.
 //!
 //! `day` is the business date as days since 0001-01-01 (chrono's
 //! `num_days_from_ce`), stored as u32 with the sign bit flipped so keys sort
@@ -48,22 +53,36 @@ pub struct EventFacts {
 pub struct SiteDay {
     /// Check-ins that are not voided.
     pub check_ins: u64,
+    /// Visits that start that day.
+    pub visits: u64,
     /// Distinct customers with at least one such check-in.
     pub unique_customers: u64,
 }
 
+/// Default visit window: scans closer than this to the previous one are the same visit.
+pub const DEFAULT_VISIT_WINDOW_S: i64 = 10 * 60;
+
 /// The activity projection.
 pub struct Activity {
     sites: SiteRegistry,
+    visit_window_us: i64,
 }
 
 impl Activity {
     /// Name of the model and of its sled tree.
     pub const NAME: &'static str = "activity";
 
-    /// Creates the projection with the sites' calendars.
+    /// Creates the projection with the sites' calendars and the default visit window.
     pub fn new(sites: SiteRegistry) -> Self {
-        Self { sites }
+        Self::with_visit_window(sites, DEFAULT_VISIT_WINDOW_S)
+    }
+
+    /// Creates the projection with a visit window in seconds.
+    pub fn with_visit_window(sites: SiteRegistry, visit_window_s: i64) -> Self {
+        Self {
+            sites,
+            visit_window_us: visit_window_s * 1_000_000,
+        }
     }
 
     fn add(
@@ -84,6 +103,7 @@ impl Activity {
             timeline_key(&facts.customer, facts.at_us, &check_in.event_id),
             entry.seq.to_be_bytes().to_vec(),
         );
+        self.update_visits(&facts, &check_in.event_id, true, model)?;
         self.count(&facts, 1, model)
     }
 
@@ -99,7 +119,79 @@ impl Activity {
         facts.voided = true;
         model.put(key, encode(&facts));
         model.delete(timeline_key(&facts.customer, facts.at_us, &void.target));
+        self.update_visits(&facts, &void.target, false, model)?;
         self.count(&facts, -1, model)
+    }
+
+    /// Inserts or removes a scan in the customer's scans at the site and
+    /// adjusts the visit counts of the days whose visit starts change. Only
+    /// the scan itself and the next scan can gain or lose a visit start.
+    fn update_visits(
+        &self,
+        facts: &EventFacts,
+        id: &EventId,
+        insert: bool,
+        model: &mut Overlay<'_>,
+    ) -> Result<(), ProjectionError> {
+        let prefix = scans_prefix(&facts.site, &facts.customer);
+        let key = scan_key(&prefix, facts.at_us, id);
+        let others: Vec<Vec<u8>> = model
+            .scan_prefix(&prefix)?
+            .into_iter()
+            .map(|(other, _)| other)
+            .filter(|other| *other != key)
+            .collect();
+        let position = others.partition_point(|other| *other < key);
+        let previous = position
+            .checked_sub(1)
+            .map(|index| scan_time(&others[index], prefix.len()));
+        let next = others
+            .get(position)
+            .map(|other| scan_time(other, prefix.len()));
+
+        let window = self.visit_window_us;
+        let starts =
+            |earlier: Option<i64>, at: i64| earlier.is_none_or(|earlier| at - earlier > window);
+        let own_start = starts(previous, facts.at_us);
+        let next_start_without = next.map(|next| starts(previous, next));
+        let next_start_with = next.map(|next| starts(Some(facts.at_us), next));
+
+        let sign = if insert { 1 } else { -1 };
+        if own_start {
+            self.add_visits(&facts.site, facts.at_us, sign, model)?;
+        }
+        if let (Some(next), Some(without), Some(with)) = (next, next_start_without, next_start_with)
+            && without != with
+        {
+            // With the scan present the next one is a start only if it was already one without it.
+            let delta = if with { sign } else { -sign };
+            self.add_visits(&facts.site, next, delta, model)?;
+        }
+
+        if insert {
+            model.put(key, Vec::new());
+        } else {
+            model.delete(key);
+        }
+        Ok(())
+    }
+
+    fn add_visits(
+        &self,
+        site: &str,
+        at_us: i64,
+        delta: i64,
+        model: &mut Overlay<'_>,
+    ) -> Result<(), ProjectionError> {
+        let day = self.sites.site_or_default(site).business_date(at_us);
+        let day_key = site_day_key(site, day);
+        let mut figures: SiteDay = match model.get(&day_key)? {
+            Some(bytes) => decode(&day_key, &bytes)?,
+            None => SiteDay::default(),
+        };
+        figures.visits = add_signed(figures.visits, delta);
+        store_site_day(model, day_key, &figures);
+        Ok(())
     }
 
     /// Adds `delta` (1 or -1) to every figure the check-in counts in.
@@ -128,11 +220,7 @@ impl Activity {
         } else if before > 0 && after == 0 {
             figures.unique_customers = figures.unique_customers.saturating_sub(1);
         }
-        if figures == SiteDay::default() {
-            model.delete(day_key);
-        } else {
-            model.put(day_key, encode(&figures));
-        }
+        store_site_day(model, day_key, &figures);
 
         let hour_key = profile_key(b'h', &facts.site, placement.local_hour as u8);
         let count = add_signed(read_counter(model, &hour_key)?, delta);
@@ -205,6 +293,37 @@ pub fn site_profile(store: &ModelStore, site: &str) -> Result<([u64; 24], [u64; 
         *slot = stored_counter(store, &profile_key(b'w', site, index as u8 + 1))?;
     }
     Ok((hours, weekdays))
+}
+
+fn store_site_day(model: &mut Overlay<'_>, key: Vec<u8>, figures: &SiteDay) {
+    if *figures == SiteDay::default() {
+        model.delete(key);
+    } else {
+        model.put(key, encode(figures));
+    }
+}
+
+fn scans_prefix(site: &str, customer: &str) -> Vec<u8> {
+    let mut key = vec![b'v'];
+    key.extend_from_slice(site.as_bytes());
+    key.push(0);
+    key.extend_from_slice(customer.as_bytes());
+    key.push(0);
+    key
+}
+
+fn scan_key(prefix: &[u8], at_us: i64, id: &EventId) -> Vec<u8> {
+    let mut key = prefix.to_vec();
+    key.extend_from_slice(&sortable_i64(at_us).to_be_bytes());
+    key.extend_from_slice(&id.0);
+    key
+}
+
+/// Reads the time back from a scan key.
+fn scan_time(key: &[u8], prefix_len: usize) -> i64 {
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&key[prefix_len..prefix_len + 8]);
+    (u64::from_be_bytes(bytes) ^ (1 << 63)) as i64
 }
 
 fn stored_counter(store: &ModelStore, key: &[u8]) -> Result<u64, StoreError> {
