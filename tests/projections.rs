@@ -270,16 +270,30 @@ async fn killed_projector_matches_clean_rebuild() {
         &["project", "digest", "--json"],
     );
 
-    let live: serde_json::Value = serde_json::from_str(live.trim()).expect("digest JSON");
-    let clean: serde_json::Value = serde_json::from_str(clean.trim()).expect("digest JSON");
-    assert_eq!(
-        live["seq"],
-        RECORDS as u64 + 1,
-        "live model reached the head"
-    );
-    assert_eq!(clean["seq"], RECORDS as u64 + 1, "rebuild reached the head");
-    assert_eq!(
-        live["digest"], clean["digest"],
-        "killed projector differs from a clean rebuild"
-    );
+    let parse = |output: &str| -> Vec<serde_json::Value> {
+        output
+            .lines()
+            .map(|line| serde_json::from_str(line).expect("digest JSON"))
+            .collect()
+    };
+    let (live, clean) = (parse(&live), parse(&clean));
+    assert_eq!(live.len(), 2, "one digest per model: {live:?}");
+    for (live, clean) in live.iter().zip(&clean) {
+        let model = &live["model"];
+        assert_eq!(live["model"], clean["model"]);
+        assert_eq!(
+            live["seq"],
+            RECORDS as u64 + 1,
+            "live {model} reached the head"
+        );
+        assert_eq!(
+            clean["seq"],
+            RECORDS as u64 + 1,
+            "rebuilt {model} reached the head"
+        );
+        assert_eq!(
+            live["digest"], clean["digest"],
+            "killed {model} projector differs from a clean rebuild"
+        );
+    }
 }

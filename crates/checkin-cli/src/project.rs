@@ -8,6 +8,7 @@ use anyhow::{Context, bail};
 use async_nats::jetstream;
 use checkin_ledger::topology::LEDGER_STREAM;
 use checkin_projections::activity::Activity;
+use checkin_projections::frequency::Frequency;
 use checkin_projections::runner::{Runner, Until};
 use checkin_projections::store::ModelStore;
 use serde_json::json;
@@ -16,11 +17,18 @@ use tracing::info;
 use crate::config::Config;
 
 /// Names of the read models this build maintains.
-const MODELS: [&str; 1] = [Activity::NAME];
+const MODELS: [&str; 2] = [Activity::NAME, Frequency::NAME];
 
 /// Returns the directory of a ledger's read models.
 fn models_dir(data_dir: &Path, config: &Config) -> PathBuf {
     data_dir.join("models").join(&config.ledger)
+}
+
+/// Opens one read model of a ledger; each model has its own sled directory.
+pub fn open_model(data_dir: &Path, config: &Config, name: &str) -> anyhow::Result<ModelStore> {
+    let dir = models_dir(data_dir, config).join(name);
+    std::fs::create_dir_all(&dir).with_context(|| format!("failed to create {}", dir.display()))?;
+    open_store(&dir, name)
 }
 
 /// Runs the projectors until shutdown, or until they reach the ledger's head
@@ -42,23 +50,47 @@ pub async fn run(
         }
     }
 
-    let dir = models_dir(data_dir, config);
-    std::fs::create_dir_all(&dir).with_context(|| format!("failed to create {}", dir.display()))?;
-    let store = open_store(&dir, Activity::NAME)?;
     let sites = config.sequencer_config().sites;
-    let mut runner = Runner::new(&js, store, Activity::new(sites)).await?;
+    let activity_store = open_model(data_dir, config, Activity::NAME)?;
+    let frequency_store = open_model(data_dir, config, Frequency::NAME)?;
+    let mut activity = Runner::new(&js, activity_store, Activity::new(sites.clone())).await?;
+    let mut frequency = Runner::new(&js, frequency_store, Frequency::new(sites)).await?;
 
     let until = if until_head {
-        Until::Seq(runner.ledger_head().await?)
+        Until::Seq(activity.ledger_head().await?)
     } else {
         Until::Forever
     };
-    let head = runner
-        .run(until, shutdown)
-        .await
-        .context("projection stopped")?;
-    runner.store().flush().await?;
-    info!(seq = head.seq, "projections flushed");
+    // One signal stops both runners; each commits the batch in hand first.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let stop_requested = |mut receiver: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = receiver.wait_for(|stopping| *stopping).await;
+    };
+    let heads = {
+        let runners = async {
+            tokio::try_join!(
+                activity.run(until, stop_requested(stopped.clone())),
+                frequency.run(until, stop_requested(stopped.clone())),
+            )
+        };
+        tokio::pin!(runners);
+        tokio::select! {
+            result = &mut runners => result,
+            () = &mut shutdown => {
+                let _ = stop.send(true);
+                runners.await
+            }
+        }
+    };
+    let (activity_head, frequency_head) = heads.context("projection stopped")?;
+
+    activity.store().flush().await?;
+    frequency.store().flush().await?;
+    info!(
+        activity = activity_head.seq,
+        frequency = frequency_head.seq,
+        "projections flushed"
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -72,7 +104,7 @@ pub fn digest(data_dir: &Path, config: &Config, json_output: bool) -> anyhow::Re
         );
     }
     for name in MODELS {
-        let store = open_store(&dir, name)?;
+        let store = open_store(&dir.join(name), name)?;
         let checkpoint = store.checkpoint()?;
         let digest = store.digest()?;
         let seq = checkpoint.map_or(0, |head| head.seq);

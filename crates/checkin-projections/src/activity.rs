@@ -30,6 +30,7 @@ use checkin_core::sites::SiteRegistry;
 use chrono::{Datelike, NaiveDate};
 use serde::Serialize;
 
+use crate::codec::{decode, encode};
 use crate::runner::{LedgerEntry, Projection, ProjectionError};
 use crate::store::{ModelStore, Overlay, StoreError};
 
@@ -398,24 +399,4 @@ fn sortable_i64(value: i64) -> u64 {
 
 fn sortable_day(day: NaiveDate) -> u32 {
     (day.num_days_from_ce() as u32) ^ (1 << 31)
-}
-
-const CONFIG: bincode::config::Configuration<
-    bincode::config::LittleEndian,
-    bincode::config::Fixint,
-> = bincode::config::standard()
-    .with_little_endian()
-    .with_fixed_int_encoding();
-
-fn encode<T: Encode>(value: &T) -> Vec<u8> {
-    bincode::encode_to_vec(value, CONFIG).expect("model values encode into memory")
-}
-
-fn decode<T: Decode<()>>(key: &[u8], bytes: &[u8]) -> Result<T, ProjectionError> {
-    bincode::decode_from_slice(bytes, CONFIG)
-        .map(|(value, _)| value)
-        .map_err(|err| ProjectionError::Corrupt {
-            key: String::from_utf8_lossy(key).escape_default().to_string(),
-            detail: err.to_string(),
-        })
 }

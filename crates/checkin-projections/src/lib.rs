@@ -21,5 +21,8 @@
 #![warn(missing_docs)]
 
 pub mod activity;
+mod codec;
+pub mod frequency;
 pub mod runner;
+pub mod segments;
 pub mod store;

@@ -1,0 +1,284 @@
+//! The frequency read model: per customer, check-ins and visits, first and
+//! last visit, visits per business day, streaks of consecutive visit days,
+//! distinct sites and the typical gap between visit days.
+//!
+//! Key layout in the `frequency` tree:
+//!
+//! | key | value |
+//! | --- | --- |
+//! | `e` ‖ event id (16) | customer of the check-in |
+//! | `c` ‖ customer | [`Scans`]: the customer's check-ins that are not voided, by time |
+//! | `s` ‖ customer | [`CustomerSummary`] |
+//!
+//! The summary is a pure function of the customer's scans, recomputed when
+//! they change, so a rebuild gives the same bytes whatever the batching.
+//! Figures that depend on "now" (current streak, segment) are computed at
+//! query time from the summary and a reference time.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use bincode::{Decode, Encode};
+use checkin_core::record::RecordBody;
+use checkin_core::sites::SiteRegistry;
+use chrono::{Datelike, NaiveDate};
+
+use crate::activity::DEFAULT_VISIT_WINDOW_S;
+use crate::codec::{decode, encode};
+use crate::runner::{LedgerEntry, Projection, ProjectionError};
+use crate::store::{ModelStore, Overlay};
+
+/// One check-in of a customer.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Encode, Decode)]
+pub struct Scan {
+    /// When it happened, UTC microseconds.
+    pub at_us: i64,
+    /// Event id, to order equal times and to find the scan again.
+    pub event_id: [u8; 16],
+    /// Site id.
+    pub site: String,
+}
+
+/// A customer's check-ins that are not voided, sorted by time and event id.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Encode, Decode)]
+pub struct Scans(pub Vec<Scan>);
+
+/// Derived figures of one customer.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Encode, Decode)]
+pub struct CustomerSummary {
+    /// Check-ins that are not voided.
+    pub check_ins: u64,
+    /// Visits: runs of scans at one site, each within the visit window of the previous.
+    pub visits: u64,
+    /// Start of the first visit, UTC microseconds.
+    pub first_visit_us: Option<i64>,
+    /// Start of the last visit, UTC microseconds.
+    pub last_visit_us: Option<i64>,
+    /// Distinct sites visited.
+    pub distinct_sites: u64,
+    /// Visits per business date (days since 0001-01-01, as chrono counts them).
+    pub visits_per_day: BTreeMap<i32, u32>,
+    /// Longest run of consecutive visit days.
+    pub longest_streak_days: u32,
+    /// Length of the run of consecutive visit days that ends on the last visit day.
+    pub latest_streak_days: u32,
+    /// Median gap in days between consecutive visit days, once there are two.
+    pub typical_gap_days: Option<u32>,
+}
+
+impl CustomerSummary {
+    /// Returns the last visit day, if any.
+    pub fn last_visit_day(&self) -> Option<NaiveDate> {
+        self.visits_per_day
+            .keys()
+            .next_back()
+            .and_then(|days| NaiveDate::from_num_days_from_ce_opt(*days))
+    }
+
+    /// Returns the first visit day, if any.
+    pub fn first_visit_day(&self) -> Option<NaiveDate> {
+        self.visits_per_day
+            .keys()
+            .next()
+            .and_then(|days| NaiveDate::from_num_days_from_ce_opt(*days))
+    }
+
+    /// Returns visits on business dates from `from` through `to`.
+    pub fn visits_between(&self, from: NaiveDate, to: NaiveDate) -> u64 {
+        self.visits_per_day
+            .range(from.num_days_from_ce()..=to.num_days_from_ce())
+            .map(|(_, visits)| u64::from(*visits))
+            .sum()
+    }
+}
+
+/// The frequency projection.
+pub struct Frequency {
+    sites: SiteRegistry,
+    visit_window_us: i64,
+}
+
+impl Frequency {
+    /// Name of the model and of its sled tree.
+    pub const NAME: &'static str = "frequency";
+
+    /// Creates the projection with the sites' calendars and the default visit window.
+    pub fn new(sites: SiteRegistry) -> Self {
+        Self::with_visit_window(sites, DEFAULT_VISIT_WINDOW_S)
+    }
+
+    /// Creates the projection with a visit window in seconds.
+    pub fn with_visit_window(sites: SiteRegistry, visit_window_s: i64) -> Self {
+        Self {
+            sites,
+            visit_window_us: visit_window_s * 1_000_000,
+        }
+    }
+
+    fn update(
+        &self,
+        customer: &str,
+        model: &mut Overlay<'_>,
+        change: impl FnOnce(&mut Vec<Scan>),
+    ) -> Result<(), ProjectionError> {
+        let scans_key = prefixed(b'c', customer.as_bytes());
+        let mut scans: Scans = match model.get(&scans_key)? {
+            Some(bytes) => decode(&scans_key, &bytes)?,
+            None => Scans::default(),
+        };
+        change(&mut scans.0);
+
+        let summary_key = prefixed(b's', customer.as_bytes());
+        if scans.0.is_empty() {
+            model.delete(scans_key);
+            model.delete(summary_key);
+            return Ok(());
+        }
+        model.put(summary_key, encode(&self.summarize(&scans.0)));
+        model.put(scans_key, encode(&scans));
+        Ok(())
+    }
+
+    /// Computes the summary of a customer's scans, sorted by time.
+    pub fn summarize(&self, scans: &[Scan]) -> CustomerSummary {
+        let mut summary = CustomerSummary {
+            check_ins: scans.len() as u64,
+            ..CustomerSummary::default()
+        };
+        let mut last_at_site: BTreeMap<&str, i64> = BTreeMap::new();
+        for scan in scans {
+            let previous = last_at_site.insert(&scan.site, scan.at_us);
+            let starts_visit =
+                previous.is_none_or(|previous| scan.at_us - previous > self.visit_window_us);
+            if !starts_visit {
+                continue;
+            }
+            summary.visits += 1;
+            summary.first_visit_us.get_or_insert(scan.at_us);
+            summary.last_visit_us = Some(scan.at_us);
+            let day = self
+                .sites
+                .site_or_default(&scan.site)
+                .business_date(scan.at_us);
+            *summary
+                .visits_per_day
+                .entry(day.num_days_from_ce())
+                .or_default() += 1;
+        }
+        summary.distinct_sites = last_at_site.len() as u64;
+
+        let days: BTreeSet<i32> = summary.visits_per_day.keys().copied().collect();
+        let (longest, latest) = streaks(&days);
+        summary.longest_streak_days = longest;
+        summary.latest_streak_days = latest;
+        summary.typical_gap_days = median_gap(&days);
+        summary
+    }
+}
+
+impl Projection for Frequency {
+    fn name(&self) -> &'static str {
+        Self::NAME
+    }
+
+    fn apply(&self, entry: &LedgerEntry, model: &mut Overlay<'_>) -> Result<(), ProjectionError> {
+        match &entry.record.body {
+            RecordBody::Genesis(_) => Ok(()),
+            RecordBody::CheckIn(check_in) => {
+                model.put(
+                    prefixed(b'e', &check_in.event_id.0),
+                    check_in.customer.as_bytes().to_vec(),
+                );
+                let scan = Scan {
+                    at_us: check_in.at_us,
+                    event_id: check_in.event_id.0,
+                    site: check_in.site.clone(),
+                };
+                self.update(&check_in.customer, model, |scans| {
+                    let position = scans.partition_point(|existing| *existing < scan);
+                    scans.insert(position, scan);
+                })
+            }
+            RecordBody::Void(void) => {
+                let event_key = prefixed(b'e', &void.target.0);
+                let Some(customer) = model.get(&event_key)? else {
+                    return Ok(());
+                };
+                let customer = String::from_utf8_lossy(&customer).into_owned();
+                let target = void.target.0;
+                self.update(&customer, model, |scans| {
+                    scans.retain(|scan| scan.event_id != target)
+                })
+            }
+        }
+    }
+}
+
+/// Returns (longest, latest) runs of consecutive days.
+fn streaks(days: &BTreeSet<i32>) -> (u32, u32) {
+    let mut longest = 0;
+    let mut current = 0;
+    let mut previous: Option<i32> = None;
+    for day in days {
+        current = if previous == Some(day - 1) {
+            current + 1
+        } else {
+            1
+        };
+        longest = longest.max(current);
+        previous = Some(*day);
+    }
+    (longest, current)
+}
+
+/// Returns the median gap between consecutive days, the lower one of the two middle gaps when even.
+fn median_gap(days: &BTreeSet<i32>) -> Option<u32> {
+    let ordered: Vec<i32> = days.iter().copied().collect();
+    let mut gaps: Vec<u32> = ordered
+        .windows(2)
+        .map(|pair| (pair[1] - pair[0]) as u32)
+        .collect();
+    if gaps.is_empty() {
+        return None;
+    }
+    gaps.sort_unstable();
+    Some(gaps[(gaps.len() - 1) / 2])
+}
+
+/// Returns a customer's summary, `None` when the customer has no check-in left.
+///
+/// # Errors
+///
+/// Fails when storage fails or the stored summary does not decode.
+pub fn customer(
+    store: &ModelStore,
+    customer: &str,
+) -> Result<Option<CustomerSummary>, ProjectionError> {
+    let key = prefixed(b's', customer.as_bytes());
+    match store.get(&key)? {
+        Some(bytes) => Ok(Some(decode(&key, &bytes)?)),
+        None => Ok(None),
+    }
+}
+
+/// Calls `visit` with every customer and summary, in customer order.
+///
+/// # Errors
+///
+/// Fails when storage fails or a stored summary does not decode.
+pub fn for_each_customer(
+    store: &ModelStore,
+    mut visit: impl FnMut(&str, &CustomerSummary),
+) -> Result<(), ProjectionError> {
+    for (key, bytes) in store.scan_prefix(b"s")? {
+        let summary: CustomerSummary = decode(&key, &bytes)?;
+        visit(&String::from_utf8_lossy(&key[1..]), &summary);
+    }
+    Ok(())
+}
+
+fn prefixed(kind: u8, rest: &[u8]) -> Vec<u8> {
+    let mut key = Vec::with_capacity(rest.len() + 1);
+    key.push(kind);
+    key.extend_from_slice(rest);
+    key
+}
