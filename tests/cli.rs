@@ -132,4 +132,61 @@ async fn readme_samples_reach_ledger_and_rejected() {
     let record: Value = serde_json::from_str(tail.trim()).expect("ledger tail prints JSON");
     assert_eq!(record["event_id"], corrected["id"]);
     assert_eq!(record["location"]["lat"], 31.23);
+
+    // The read models of the same ledger, through the projector and the query commands.
+    let models = server.scratch("models");
+    let with_data = |args: &[&str]| -> Vec<String> {
+        let mut full = vec![
+            "--data-dir".to_string(),
+            models.to_str().unwrap().to_string(),
+            "--config".into(),
+            config.to_str().unwrap().into(),
+        ];
+        full.extend(args.iter().map(|arg| arg.to_string()));
+        full
+    };
+    let run = |args: Vec<String>| {
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        checkin(&server, &refs)
+    };
+    run(with_data(&["project", "--until-head"]));
+
+    let customer: Value =
+        serde_json::from_str(run(with_data(&["query", "customer", "c-10086", "--json"])).trim())
+            .expect("JSON");
+    // Two check-ins seconds apart at one site: one visit, a new customer.
+    assert_eq!(customer["check_ins"], 2);
+    assert_eq!(customer["visits"], 1);
+    assert_eq!(customer["distinct_sites"], 1);
+    assert_eq!(customer["segment"], "new");
+    assert_eq!(
+        customer["recent_check_ins"].as_array().map(Vec::len),
+        Some(2)
+    );
+
+    let today = chrono::Utc::now()
+        .with_timezone(&chrono_tz::Asia::Shanghai)
+        .date_naive()
+        .to_string();
+    let site = run(with_data(&[
+        "query",
+        "site",
+        "sh-jingan",
+        "--from",
+        &today,
+        "--to",
+        &today,
+        "--json",
+    ]));
+    let day: Value = serde_json::from_str(site.trim()).expect("JSON");
+    assert_eq!(day["check_ins"], 2);
+    assert_eq!(day["visits"], 1);
+    assert_eq!(day["unique_customers"], 1);
+
+    let output = Command::new(env!("CARGO_BIN_EXE_checkin"))
+        .args(with_data(&["query", "segment", "loyal"]))
+        .output()
+        .expect("failed to run checkin");
+    assert!(!output.status.success(), "an unknown segment is an error");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("unknown segment"));
 }

@@ -22,7 +22,7 @@ use crate::nats_server::LocalServer;
 use crate::view;
 use crate::{
     BenchCommand, Cli, Command, DEFAULT_NATS, IntakeArg, LedgerCommand, ProjectCommand,
-    RejectedCommand,
+    QueryCommand, RejectedCommand,
 };
 
 /// Most publishes awaiting an acknowledgement at once in `checkin publish`.
@@ -68,6 +68,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             command: Some(ProjectCommand::Digest { json }),
             ..
         } => crate::project::digest(&cli.data_dir, &config, json),
+        Command::Query(QueryCommand::Customer { id, as_of, json }) => {
+            crate::query::customer(&cli.data_dir, &config, &id, as_of.as_deref(), json)
+        }
+        Command::Query(QueryCommand::Site { id, from, to, json }) => {
+            crate::query::site(&cli.data_dir, &config, &id, &from, &to, json)
+        }
+        Command::Query(QueryCommand::Segment {
+            name,
+            as_of,
+            limit,
+            json,
+        }) => crate::query::segment(&cli.data_dir, &config, &name, as_of.as_deref(), limit, json),
         Command::Bench(BenchCommand::Sequencer { events }) => {
             crate::bench::sequencer(events).await?;
             Ok(ExitCode::SUCCESS)

@@ -5,6 +5,7 @@ mod commands;
 mod config;
 mod nats_server;
 mod project;
+mod query;
 mod view;
 
 use std::path::PathBuf;
@@ -79,6 +80,9 @@ enum Command {
         #[arg(long)]
         until_head: bool,
     },
+    /// Read the read models; the projector must be stopped.
+    #[command(subcommand)]
+    Query(QueryCommand),
     /// Measure throughput beside raw JetStream baselines, on local nats-servers it starts.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -90,6 +94,50 @@ enum ProjectCommand {
     /// mean byte-identical models. The projector must not be running.
     Digest {
         /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum QueryCommand {
+    /// One customer's visits, streaks, segment and latest check-ins.
+    Customer {
+        /// Customer id.
+        id: String,
+        /// Reference time for the segment and current streak (RFC 3339)
+        /// [default: the latest visit in the read models].
+        #[arg(long)]
+        as_of: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A site's check-ins, visits and unique customers per business day.
+    Site {
+        /// Site id.
+        id: String,
+        /// First business date, such as 2026-05-01.
+        #[arg(long)]
+        from: String,
+        /// Last business date, inclusive.
+        #[arg(long)]
+        to: String,
+        /// Print one JSON object per day.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Customers in a segment: dormant, at_risk, vip, active, new or occasional.
+    Segment {
+        /// Segment name.
+        name: String,
+        /// Reference time (RFC 3339) [default: the latest visit in the read models].
+        #[arg(long)]
+        as_of: Option<String>,
+        /// Most customers to list, at most 500.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// Print one JSON object per customer.
         #[arg(long)]
         json: bool,
     },

@@ -400,3 +400,58 @@ fn sortable_i64(value: i64) -> u64 {
 fn sortable_day(day: NaiveDate) -> u32 {
     (day.num_days_from_ce() as u32) ^ (1 << 31)
 }
+
+/// One check-in of a customer's timeline.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TimelineEntry {
+    /// Ledger sequence.
+    pub seq: u64,
+    /// Event id.
+    pub event_id: String,
+    /// Site id.
+    pub site: String,
+    /// When it happened, UTC microseconds.
+    pub at_us: i64,
+}
+
+/// Returns up to `limit` of a customer's check-ins, newest first, skipping
+/// the first `skip`.
+///
+/// # Errors
+///
+/// Fails when storage fails or a stored value does not decode.
+pub fn timeline(
+    store: &ModelStore,
+    customer: &str,
+    skip: usize,
+    limit: usize,
+) -> Result<Vec<TimelineEntry>, ProjectionError> {
+    let mut prefix = vec![b't'];
+    prefix.extend_from_slice(customer.as_bytes());
+    prefix.push(0);
+
+    let mut entries = Vec::new();
+    for (key, value) in store
+        .scan_prefix(&prefix)?
+        .into_iter()
+        .skip(skip)
+        .take(limit)
+    {
+        let Ok(id) = <[u8; 16]>::try_from(&key[key.len() - 16..]) else {
+            continue;
+        };
+        let id = EventId(id);
+        let event_key = event_key(&id);
+        let Some(bytes) = store.get(&event_key)? else {
+            continue;
+        };
+        let facts: EventFacts = decode(&event_key, &bytes)?;
+        entries.push(TimelineEntry {
+            seq: <[u8; 8]>::try_from(value.as_slice()).map_or(facts.seq, u64::from_be_bytes),
+            event_id: id.to_string(),
+            site: facts.site,
+            at_us: facts.at_us,
+        });
+    }
+    Ok(entries)
+}
