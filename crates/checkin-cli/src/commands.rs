@@ -36,7 +36,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let url = cli.nats.clone();
 
     match cli.command {
-        Command::Up { port } => up(url, port, &cli.data_dir, config).await,
+        Command::Up { port, listen } => up(url, port, listen, &cli.data_dir, config).await,
+        Command::Serve { listen } => {
+            let shutdown = shutdown_signal()?;
+            let client = connect(url.as_deref()).await?;
+            crate::project::run(
+                client,
+                &cli.data_dir,
+                &config,
+                false,
+                Some(listen),
+                shutdown,
+            )
+            .await
+        }
         Command::Sequencer => {
             let shutdown = shutdown_signal()?;
             let client = connect(url.as_deref()).await?;
@@ -62,7 +75,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let shutdown = shutdown_signal()?;
             let client = connect(url.as_deref()).await?;
-            crate::project::run(client, &cli.data_dir, &config, until_head, shutdown).await
+            crate::project::run(client, &cli.data_dir, &config, until_head, None, shutdown).await
         }
         Command::Project {
             command: Some(ProjectCommand::Digest { json }),
@@ -103,6 +116,7 @@ async fn connect(url: Option<&str>) -> anyhow::Result<async_nats::Client> {
 async fn up(
     url: Option<String>,
     port: u16,
+    listen: std::net::SocketAddr,
     data_dir: &Path,
     config: Config,
 ) -> anyhow::Result<ExitCode> {
@@ -125,6 +139,7 @@ async fn up(
         println!("  publish:  checkin publish --at-now examples/check-in.json");
         println!("  ledger:   checkin ledger tail");
         println!("  refused:  checkin rejected tail");
+        println!("  query:    http://{listen}/v1/ledger/head  http://{listen}/healthz");
         println!("  stop:     Ctrl-C");
 
         // One signal stops both roles; each finishes its batch in hand.
@@ -142,8 +157,14 @@ async fn up(
             config.clone(),
             stop_requested(stopped.clone()),
         );
-        let projector =
-            crate::project::run(client, data_dir, &config, false, stop_requested(stopped));
+        let projector = crate::project::run(
+            client,
+            data_dir,
+            &config,
+            false,
+            Some(listen),
+            stop_requested(stopped),
+        );
         // When one role fails the other is dropped; both are safe to drop mid-batch.
         let (code, _) = tokio::try_join!(sequencer, projector)?;
         Ok(code)

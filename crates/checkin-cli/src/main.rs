@@ -51,6 +51,15 @@ enum Command {
         /// Port of the local nats-server.
         #[arg(long, default_value_t = 4222)]
         port: u16,
+        /// Address of the HTTP query API.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+    },
+    /// Run the projectors and the HTTP query API over their read models.
+    Serve {
+        /// Address of the HTTP query API.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
     },
     /// Run the ledger writer alone.
     Sequencer,
@@ -198,7 +207,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(matches!(
         cli.command,
-        Command::Up { .. } | Command::Sequencer
+        Command::Up { .. }
+            | Command::Serve { .. }
+            | Command::Sequencer
+            | Command::Project { command: None, .. }
     ));
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()

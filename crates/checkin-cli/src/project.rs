@@ -6,12 +6,17 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use async_nats::jetstream;
+use checkin_ledger::reader::StreamReader;
 use checkin_ledger::topology::LEDGER_STREAM;
 use checkin_projections::activity::Activity;
 use checkin_projections::frequency::Frequency;
 use checkin_projections::runner::{Runner, Until};
+use checkin_projections::segments::SegmentRules;
 use checkin_projections::store::ModelStore;
+use checkin_server::api::{self, AppState};
 use serde_json::json;
+use std::net::SocketAddr;
+use std::sync::Arc;
 use tracing::info;
 
 use crate::config::Config;
@@ -32,12 +37,15 @@ pub fn open_model(data_dir: &Path, config: &Config, name: &str) -> anyhow::Resul
 }
 
 /// Runs the projectors until shutdown, or until they reach the ledger's head
-/// as it was at start when `until_head` is set.
+/// as it was at start when `until_head` is set. With `listen`, also serves
+/// the HTTP query API over the same models: sled lets one process open a
+/// model, so the API lives where the projectors run.
 pub async fn run(
     client: async_nats::Client,
     data_dir: &Path,
     config: &Config,
     until_head: bool,
+    listen: Option<SocketAddr>,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<ExitCode> {
     let js = jetstream::new(client);
@@ -53,6 +61,12 @@ pub async fn run(
     let sites = config.sequencer_config().sites;
     let activity_store = open_model(data_dir, config, Activity::NAME)?;
     let frequency_store = open_model(data_dir, config, Frequency::NAME)?;
+    let state = Arc::new(AppState {
+        activity: activity_store.clone(),
+        frequency: frequency_store.clone(),
+        ledger: StreamReader::open(&js, LEDGER_STREAM).await?,
+        rules: SegmentRules::default(),
+    });
     let mut activity = Runner::new(&js, activity_store, Activity::new(sites.clone())).await?;
     let mut frequency = Runner::new(&js, frequency_store, Frequency::new(sites)).await?;
 
@@ -65,6 +79,10 @@ pub async fn run(
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let stop_requested = |mut receiver: tokio::sync::watch::Receiver<bool>| async move {
         let _ = receiver.wait_for(|stopping| *stopping).await;
+    };
+    let http = match listen {
+        Some(address) => Some(serve(address, state, stop_requested(stopped.clone())).await?),
+        None => None,
     };
     let heads = {
         let runners = async {
@@ -82,6 +100,10 @@ pub async fn run(
             }
         }
     };
+    let _ = stop.send(true);
+    if let Some(http) = http {
+        http.await.context("HTTP server task failed")??;
+    }
     let (activity_head, frequency_head) = heads.context("projection stopped")?;
 
     activity.store().flush().await?;
@@ -121,6 +143,26 @@ pub fn digest(data_dir: &Path, config: &Config, json_output: bool) -> anyhow::Re
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Starts the HTTP query API on `address`; the task ends after `stopped`.
+async fn serve(
+    address: SocketAddr,
+    state: Arc<AppState>,
+    stopped: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<tokio::task::JoinHandle<anyhow::Result<()>>> {
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .with_context(|| {
+            format!("failed to listen on {address}; choose another address with --listen")
+        })?;
+    info!(%address, "HTTP query API listening");
+    Ok(tokio::spawn(async move {
+        checkin_server::axum::serve(listener, api::router(state))
+            .with_graceful_shutdown(stopped)
+            .await
+            .context("HTTP server failed")
+    }))
 }
 
 fn open_store(dir: &Path, name: &str) -> anyhow::Result<ModelStore> {

@@ -4,32 +4,27 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use checkin_projections::activity::{self, Activity};
-use checkin_projections::frequency::{self, CustomerSummary, Frequency};
+use checkin_projections::activity::Activity;
+use checkin_projections::frequency::Frequency;
 use checkin_projections::segments::{Segment, SegmentRules};
-use chrono::{DateTime, Datelike, NaiveDate, SecondsFormat, Utc};
-use serde_json::{Value, json};
+use checkin_server::views;
+use chrono::{DateTime, NaiveDate};
+use serde_json::Value;
 
 use crate::config::Config;
 use crate::project::open_model;
-
-/// Most timeline entries and segment members one query returns.
-pub const MAX_PAGE: usize = 500;
 
 /// Parses `--as-of`, or takes the latest visit in the models so that answers
 /// about the same ledger are always the same.
 fn reference_time(data_dir: &Path, config: &Config, as_of: Option<&str>) -> anyhow::Result<i64> {
     if let Some(text) = as_of {
-        let at = DateTime::parse_from_rfc3339(text)
-            .with_context(|| format!("invalid --as-of {text:?}: expected an RFC 3339 time such as 2026-05-01T09:30:00+08:00"))?;
+        let at = DateTime::parse_from_rfc3339(text).with_context(|| {
+            format!("invalid --as-of {text:?}: expected an RFC 3339 time such as 2026-05-01T09:30:00+08:00")
+        })?;
         return Ok(at.timestamp_micros());
     }
     let store = open_model(data_dir, config, Frequency::NAME)?;
-    let mut latest = None;
-    frequency::for_each_customer(&store, |_, summary| {
-        latest = latest.max(summary.last_visit_us);
-    })?;
-    Ok(latest.unwrap_or_else(|| Utc::now().timestamp_micros()))
+    Ok(views::latest_visit_us(&store)?)
 }
 
 /// Prints one customer's figures, segment and latest check-ins.
@@ -41,71 +36,20 @@ pub fn customer(
     json_output: bool,
 ) -> anyhow::Result<ExitCode> {
     let as_of_us = reference_time(data_dir, config, as_of)?;
+    let frequency_store = open_model(data_dir, config, Frequency::NAME)?;
+    let activity_store = open_model(data_dir, config, Activity::NAME)?;
     let rules = SegmentRules::default();
-    let summary = {
-        let store = open_model(data_dir, config, Frequency::NAME)?;
-        frequency::customer(&store, id)?
-    };
-    let Some(summary) = summary else {
+    let Some(view) = views::customer(&frequency_store, &activity_store, id, &rules, as_of_us)?
+    else {
         bail!("customer {id} has no check-in in the read models");
     };
-    let timeline = {
-        let store = open_model(data_dir, config, Activity::NAME)?;
-        activity::timeline(&store, id, 0, 20)?
-    };
 
-    let view = customer_json(id, &summary, &rules, as_of_us, &timeline);
     if json_output {
         println!("{view}");
     } else {
         print_customer(&view);
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn customer_json(
-    id: &str,
-    summary: &CustomerSummary,
-    rules: &SegmentRules,
-    as_of_us: i64,
-    timeline: &[activity::TimelineEntry],
-) -> Value {
-    let mut weeks = std::collections::BTreeMap::<String, u32>::new();
-    let mut months = std::collections::BTreeMap::<String, u32>::new();
-    let mut days = serde_json::Map::new();
-    for (day, visits) in &summary.visits_per_day {
-        let Some(date) = NaiveDate::from_num_days_from_ce_opt(*day) else {
-            continue;
-        };
-        let week = date.iso_week();
-        *weeks
-            .entry(format!("{}-W{:02}", week.year(), week.week()))
-            .or_default() += visits;
-        *months.entry(date.format("%Y-%m").to_string()).or_default() += visits;
-        days.insert(date.to_string(), json!(visits));
-    }
-    let recent: Vec<Value> = timeline
-        .iter()
-        .map(|entry| json!({"seq": entry.seq, "event_id": entry.event_id, "site": entry.site, "at": utc(entry.at_us)}))
-        .collect();
-
-    json!({
-        "customer": id,
-        "as_of": utc(as_of_us),
-        "segment": rules.classify(summary, as_of_us).as_str(),
-        "check_ins": summary.check_ins,
-        "visits": summary.visits,
-        "first_visit": summary.first_visit_us.map(utc),
-        "last_visit": summary.last_visit_us.map(utc),
-        "distinct_sites": summary.distinct_sites,
-        "current_streak_days": rules.current_streak_days(summary, as_of_us),
-        "longest_streak_days": summary.longest_streak_days,
-        "typical_gap_days": summary.typical_gap_days,
-        "visits_per_day": days,
-        "visits_per_week": weeks,
-        "visits_per_month": months,
-        "recent_check_ins": recent,
-    })
 }
 
 fn print_customer(view: &Value) {
@@ -154,22 +98,24 @@ pub fn site(
     if to < from {
         bail!("--to {to} is before --from {from}");
     }
-    if (to - from).num_days() > 366 {
-        bail!("--from {from} to --to {to} spans more than 366 days; ask for a shorter range");
+    if (to - from).num_days() >= views::MAX_DAYS {
+        bail!(
+            "--from {from} to --to {to} spans {} days or more; ask for a shorter range",
+            views::MAX_DAYS
+        );
     }
 
     let store = open_model(data_dir, config, Activity::NAME)?;
-    let days = activity::site_days(&store, id, from, to)?;
-    for (date, figures) in days {
+    for day in views::site_days(&store, id, from, to)? {
         if json_output {
-            println!(
-                "{}",
-                json!({"site": id, "date": date.to_string(), "check_ins": figures.check_ins, "visits": figures.visits, "unique_customers": figures.unique_customers})
-            );
+            println!("{day}");
         } else {
             println!(
-                "{id}\t{date}\tcheck-ins {}\tvisits {}\tcustomers {}",
-                figures.check_ins, figures.visits, figures.unique_customers
+                "{id}\t{}\tcheck-ins {}\tvisits {}\tcustomers {}",
+                day["date"].as_str().unwrap_or("-"),
+                day["check_ins"],
+                day["visits"],
+                day["unique_customers"]
             );
         }
     }
@@ -195,30 +141,25 @@ pub fn segment(
             names.join(", ")
         );
     };
-    if limit == 0 || limit > MAX_PAGE {
-        bail!("--limit must be between 1 and {MAX_PAGE}, found {limit}");
+    if limit == 0 || limit > views::MAX_PAGE {
+        bail!(
+            "--limit must be between 1 and {}, found {limit}",
+            views::MAX_PAGE
+        );
     }
     let as_of_us = reference_time(data_dir, config, as_of)?;
     let rules = SegmentRules::default();
 
     let store = open_model(data_dir, config, Frequency::NAME)?;
-    let mut members = Vec::new();
-    frequency::for_each_customer(&store, |customer, summary| {
-        if members.len() < limit && rules.classify(summary, as_of_us) == wanted {
-            members.push((customer.to_string(), summary.visits, summary.last_visit_us));
-        }
-    })?;
-
-    for (customer, visits, last_visit) in members {
+    for member in views::segment_members(&store, wanted, &rules, as_of_us, 0, limit)? {
         if json_output {
-            println!(
-                "{}",
-                json!({"segment": name, "customer": customer, "visits": visits, "last_visit": last_visit.map(utc)})
-            );
+            println!("{member}");
         } else {
             println!(
-                "{customer}\tvisits {visits}\tlast visit {}",
-                last_visit.map(utc).unwrap_or_default()
+                "{}\tvisits {}\tlast visit {}",
+                member["customer"].as_str().unwrap_or("-"),
+                member["visits"],
+                member["last_visit"].as_str().unwrap_or("-")
             );
         }
     }
@@ -228,10 +169,4 @@ pub fn segment(
 fn parse_date(option: &str, text: &str) -> anyhow::Result<NaiveDate> {
     NaiveDate::parse_from_str(text, "%Y-%m-%d")
         .with_context(|| format!("invalid {option} {text:?}: expected a date such as 2026-05-01"))
-}
-
-fn utc(at_us: i64) -> String {
-    DateTime::<Utc>::from_timestamp_micros(at_us)
-        .map(|at| at.to_rfc3339_opts(SecondsFormat::Secs, true))
-        .unwrap_or_default()
 }
