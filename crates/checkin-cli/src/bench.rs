@@ -222,3 +222,67 @@ fn peak_rss_mb() -> f64 {
         .unwrap_or(0.0);
     (kib / 1024.0 * 10.0).round() / 10.0
 }
+
+/// Measures a rebuild of every read model from the ledger beside a raw
+/// ordered-consumer read of the same ledger, on a fresh local server.
+pub async fn project(events: usize) -> anyhow::Result<()> {
+    use checkin_core::sites::SiteRegistry;
+    use checkin_projections::activity::Activity;
+    use checkin_projections::frequency::Frequency;
+    use checkin_projections::runner::{Runner, Until};
+    use checkin_projections::store::ModelStore;
+    use futures::StreamExt;
+
+    let payloads = submissions(events);
+    let scratch = tempfile::tempdir().context("failed to create a scratch directory")?;
+    let server = LocalServer::start(scratch.path(), free_port()?, false).await?;
+    let client = async_nats::connect(&server.url).await?;
+    run_sequencer(&client, &payloads, AppendMode::Atomic, scratch.path()).await?;
+    let js = jetstream::new(client.clone());
+    let head = events as u64 + 1;
+
+    let reader = checkin_ledger::reader::StreamReader::open(&js, LEDGER_STREAM).await?;
+    let start = Instant::now();
+    let mut records = reader.range(1, head).await?;
+    let mut read = 0u64;
+    while let Some(message) = records.next().await {
+        message?;
+        read += 1;
+    }
+    anyhow::ensure!(read == head, "read {read} of {head} ledger records");
+    let baseline_rate = head as f64 / start.elapsed().as_secs_f64();
+
+    let sites = SiteRegistry {
+        allow_unknown_sites: true,
+        ..SiteRegistry::default()
+    };
+    let models = scratch.path().join("models");
+    let activity_store = ModelStore::open(&models.join(Activity::NAME), Activity::NAME)?;
+    let frequency_store = ModelStore::open(&models.join(Frequency::NAME), Frequency::NAME)?;
+    let mut activity = Runner::new(&js, activity_store, Activity::new(sites.clone())).await?;
+    let mut frequency = Runner::new(&js, frequency_store, Frequency::new(sites)).await?;
+    let start = Instant::now();
+    tokio::try_join!(
+        activity.run(Until::Seq(head), std::future::pending()),
+        frequency.run(Until::Seq(head), std::future::pending()),
+    )?;
+    activity.store().flush().await?;
+    frequency.store().flush().await?;
+    let seconds = start.elapsed().as_secs_f64();
+
+    let rate = head as f64 / seconds;
+    let figure = Figure {
+        name: "rebuild_activity_and_frequency".into(),
+        events: head as usize,
+        seconds,
+        events_per_s: rate.round(),
+        baseline: "raw_ordered_consumer_read".into(),
+        baseline_events_per_s: baseline_rate.round(),
+        ratio: (rate / baseline_rate * 1000.0).round() / 1000.0,
+        peak_rss_mb: peak_rss_mb(),
+    };
+    println!("{}", serde_json::to_string(&figure)?);
+    drop(client);
+    server.stop().await?;
+    Ok(())
+}

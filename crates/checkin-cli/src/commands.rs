@@ -93,6 +93,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             limit,
             json,
         }) => crate::query::segment(&cli.data_dir, &config, &name, as_of.as_deref(), limit, json),
+        Command::Bench(BenchCommand::Project { events }) => {
+            crate::bench::project(events).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Bench(BenchCommand::Sequencer { events }) => {
             crate::bench::sequencer(events).await?;
             Ok(ExitCode::SUCCESS)

@@ -160,6 +160,12 @@ enum BenchCommand {
         #[arg(long, default_value_t = 100_000)]
         events: usize,
     },
+    /// Rebuild of every read model from the ledger, beside a raw ordered read.
+    Project {
+        /// Ledger records to rebuild from.
+        #[arg(long, default_value_t = 100_000)]
+        events: usize,
+    },
 }
 
 #[derive(Subcommand)]

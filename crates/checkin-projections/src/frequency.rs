@@ -114,28 +114,24 @@ impl Frequency {
         }
     }
 
-    fn update(
-        &self,
-        customer: &str,
-        model: &mut Overlay<'_>,
-        change: impl FnOnce(&mut Vec<Scan>),
-    ) -> Result<(), ProjectionError> {
-        let scans_key = prefixed(b'c', customer.as_bytes());
-        let mut scans: Scans = match model.get(&scans_key)? {
-            Some(bytes) => decode(&scans_key, &bytes)?,
-            None => Scans::default(),
-        };
-        change(&mut scans.0);
+    fn load_scans(&self, customer: &str, model: &Overlay<'_>) -> Result<Vec<Scan>, ProjectionError> {
+        let key = prefixed(b'c', customer.as_bytes());
+        match model.get(&key)? {
+            Some(bytes) => Ok(decode::<Scans>(&key, &bytes)?.0),
+            None => Ok(Vec::new()),
+        }
+    }
 
+    fn store_scans(&self, customer: &str, scans: Scans, model: &mut Overlay<'_>) {
+        let scans_key = prefixed(b'c', customer.as_bytes());
         let summary_key = prefixed(b's', customer.as_bytes());
         if scans.0.is_empty() {
             model.delete(scans_key);
             model.delete(summary_key);
-            return Ok(());
+            return;
         }
         model.put(summary_key, encode(&self.summarize(&scans.0)));
         model.put(scans_key, encode(&scans));
-        Ok(())
     }
 
     /// Computes the summary of a customer's scans, sorted by time.
@@ -181,36 +177,58 @@ impl Projection for Frequency {
     }
 
     fn apply(&self, entry: &LedgerEntry, model: &mut Overlay<'_>) -> Result<(), ProjectionError> {
-        match &entry.record.body {
-            RecordBody::Genesis(_) => Ok(()),
-            RecordBody::CheckIn(check_in) => {
-                model.put(
-                    prefixed(b'e', &check_in.event_id.0),
-                    check_in.customer.as_bytes().to_vec(),
-                );
-                let scan = Scan {
-                    at_us: check_in.at_us,
-                    event_id: check_in.event_id.0,
-                    site: check_in.site.clone(),
-                };
-                self.update(&check_in.customer, model, |scans| {
+        self.apply_batch(std::slice::from_ref(entry), model)
+    }
+
+    /// Loads each customer's scans once per batch, applies the batch's
+    /// changes and writes the scans and summary once; the summary depends
+    /// only on the final scans, so the bytes equal one-by-one application.
+    fn apply_batch(&self, entries: &[LedgerEntry], model: &mut Overlay<'_>) -> Result<(), ProjectionError> {
+        let mut touched: BTreeMap<String, Vec<Scan>> = BTreeMap::new();
+        for entry in entries {
+            let (customer, change) = match &entry.record.body {
+                RecordBody::Genesis(_) => continue,
+                RecordBody::CheckIn(check_in) => {
+                    model.put(prefixed(b'e', &check_in.event_id.0), check_in.customer.as_bytes().to_vec());
+                    let scan = Scan {
+                        at_us: check_in.at_us,
+                        event_id: check_in.event_id.0,
+                        site: check_in.site.clone(),
+                    };
+                    (check_in.customer.clone(), Change::Add(scan))
+                }
+                RecordBody::Void(void) => {
+                    let Some(customer) = model.get(&prefixed(b'e', &void.target.0))? else {
+                        continue;
+                    };
+                    (String::from_utf8_lossy(&customer).into_owned(), Change::Remove(void.target.0))
+                }
+            };
+
+            if !touched.contains_key(&customer) {
+                let scans = self.load_scans(&customer, model)?;
+                touched.insert(customer.clone(), scans);
+            }
+            let scans = touched.get_mut(&customer).expect("inserted above");
+            match change {
+                Change::Add(scan) => {
                     let position = scans.partition_point(|existing| *existing < scan);
                     scans.insert(position, scan);
-                })
-            }
-            RecordBody::Void(void) => {
-                let event_key = prefixed(b'e', &void.target.0);
-                let Some(customer) = model.get(&event_key)? else {
-                    return Ok(());
-                };
-                let customer = String::from_utf8_lossy(&customer).into_owned();
-                let target = void.target.0;
-                self.update(&customer, model, |scans| {
-                    scans.retain(|scan| scan.event_id != target)
-                })
+                }
+                Change::Remove(target) => scans.retain(|scan| scan.event_id != target),
             }
         }
+
+        for (customer, scans) in touched {
+            self.store_scans(&customer, Scans(scans), model);
+        }
+        Ok(())
     }
+}
+
+enum Change {
+    Add(Scan),
+    Remove([u8; 16]),
 }
 
 /// Returns (longest, latest) runs of consecutive days.

@@ -56,6 +56,17 @@ pub trait Projection: Send + Sync {
     ///
     /// Fails when storage fails or the model is damaged.
     fn apply(&self, entry: &LedgerEntry, model: &mut Overlay<'_>) -> Result<(), ProjectionError>;
+
+    /// Applies consecutive records. The default applies them one by one; a
+    /// projection may aggregate instead, as long as the result equals the
+    /// one-by-one result, so that any batching rebuilds the same bytes.
+    ///
+    /// # Errors
+    ///
+    /// Fails when storage fails or the model is damaged.
+    fn apply_batch(&self, entries: &[LedgerEntry], model: &mut Overlay<'_>) -> Result<(), ProjectionError> {
+        entries.iter().try_for_each(|entry| self.apply(entry, model))
+    }
 }
 
 /// Error that stopped a runner.
@@ -214,7 +225,7 @@ impl<P: Projection> Runner<P> {
         batch: &[StoredMessage],
         verifier: &mut ChainVerifier,
     ) -> Result<(), RunnerError> {
-        let mut model = Overlay::new(&self.store);
+        let mut entries = Vec::with_capacity(batch.len());
         for message in batch {
             verifier.push(message.link());
             if let Some(finding) = verifier.findings().first() {
@@ -228,12 +239,13 @@ impl<P: Projection> Runner<P> {
                     seq: message.seq,
                     detail: err.to_string(),
                 })?;
-            let entry = LedgerEntry {
+            entries.push(LedgerEntry {
                 seq: message.seq,
                 record,
-            };
-            self.projection.apply(&entry, &mut model)?;
+            });
         }
+        let mut model = Overlay::new(&self.store);
+        self.projection.apply_batch(&entries, &mut model)?;
         self.store.commit(model.into_writes(), verifier.head())?;
         debug!(
             records = batch.len(),
