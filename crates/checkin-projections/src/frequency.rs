@@ -114,7 +114,11 @@ impl Frequency {
         }
     }
 
-    fn load_scans(&self, customer: &str, model: &Overlay<'_>) -> Result<Vec<Scan>, ProjectionError> {
+    fn load_scans(
+        &self,
+        customer: &str,
+        model: &Overlay<'_>,
+    ) -> Result<Vec<Scan>, ProjectionError> {
         let key = prefixed(b'c', customer.as_bytes());
         match model.get(&key)? {
             Some(bytes) => Ok(decode::<Scans>(&key, &bytes)?.0),
@@ -183,13 +187,20 @@ impl Projection for Frequency {
     /// Loads each customer's scans once per batch, applies the batch's
     /// changes and writes the scans and summary once; the summary depends
     /// only on the final scans, so the bytes equal one-by-one application.
-    fn apply_batch(&self, entries: &[LedgerEntry], model: &mut Overlay<'_>) -> Result<(), ProjectionError> {
+    fn apply_batch(
+        &self,
+        entries: &[LedgerEntry],
+        model: &mut Overlay<'_>,
+    ) -> Result<(), ProjectionError> {
         let mut touched: BTreeMap<String, Vec<Scan>> = BTreeMap::new();
         for entry in entries {
             let (customer, change) = match &entry.record.body {
                 RecordBody::Genesis(_) => continue,
                 RecordBody::CheckIn(check_in) => {
-                    model.put(prefixed(b'e', &check_in.event_id.0), check_in.customer.as_bytes().to_vec());
+                    model.put(
+                        prefixed(b'e', &check_in.event_id.0),
+                        check_in.customer.as_bytes().to_vec(),
+                    );
                     let scan = Scan {
                         at_us: check_in.at_us,
                         event_id: check_in.event_id.0,
@@ -201,7 +212,10 @@ impl Projection for Frequency {
                     let Some(customer) = model.get(&prefixed(b'e', &void.target.0))? else {
                         continue;
                     };
-                    (String::from_utf8_lossy(&customer).into_owned(), Change::Remove(void.target.0))
+                    (
+                        String::from_utf8_lossy(&customer).into_owned(),
+                        Change::Remove(void.target.0),
+                    )
                 }
             };
 

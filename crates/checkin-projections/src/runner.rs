@@ -64,8 +64,14 @@ pub trait Projection: Send + Sync {
     /// # Errors
     ///
     /// Fails when storage fails or the model is damaged.
-    fn apply_batch(&self, entries: &[LedgerEntry], model: &mut Overlay<'_>) -> Result<(), ProjectionError> {
-        entries.iter().try_for_each(|entry| self.apply(entry, model))
+    fn apply_batch(
+        &self,
+        entries: &[LedgerEntry],
+        model: &mut Overlay<'_>,
+    ) -> Result<(), ProjectionError> {
+        entries
+            .iter()
+            .try_for_each(|entry| self.apply(entry, model))
     }
 }
 
