@@ -257,6 +257,37 @@ pub async fn project(events: usize) -> anyhow::Result<()> {
         ..SiteRegistry::default()
     };
     let models = scratch.path().join("models");
+    let print = |name: &str, seconds: f64| -> anyhow::Result<()> {
+        let rate = head as f64 / seconds;
+        let figure = Figure {
+            name: name.into(),
+            events: head as usize,
+            seconds,
+            events_per_s: rate.round(),
+            baseline: "raw_ordered_consumer_read".into(),
+            baseline_events_per_s: baseline_rate.round(),
+            ratio: (rate / baseline_rate * 1000.0).round() / 1000.0,
+            peak_rss_mb: peak_rss_mb(),
+        };
+        println!("{}", serde_json::to_string(&figure)?);
+        Ok(())
+    };
+
+    // Each model alone, then both side by side as `checkin project` runs them.
+    let store = ModelStore::open(&models.join("alone-activity"), Activity::NAME)?;
+    let mut runner = Runner::new(&js, store, Activity::new(sites.clone())).await?;
+    let start = Instant::now();
+    runner.run(Until::Seq(head), std::future::pending()).await?;
+    runner.store().flush().await?;
+    print("rebuild_activity", start.elapsed().as_secs_f64())?;
+
+    let store = ModelStore::open(&models.join("alone-frequency"), Frequency::NAME)?;
+    let mut runner = Runner::new(&js, store, Frequency::new(sites.clone())).await?;
+    let start = Instant::now();
+    runner.run(Until::Seq(head), std::future::pending()).await?;
+    runner.store().flush().await?;
+    print("rebuild_frequency", start.elapsed().as_secs_f64())?;
+
     let activity_store = ModelStore::open(&models.join(Activity::NAME), Activity::NAME)?;
     let frequency_store = ModelStore::open(&models.join(Frequency::NAME), Frequency::NAME)?;
     let mut activity = Runner::new(&js, activity_store, Activity::new(sites.clone())).await?;
@@ -268,20 +299,11 @@ pub async fn project(events: usize) -> anyhow::Result<()> {
     )?;
     activity.store().flush().await?;
     frequency.store().flush().await?;
-    let seconds = start.elapsed().as_secs_f64();
+    print(
+        "rebuild_activity_and_frequency",
+        start.elapsed().as_secs_f64(),
+    )?;
 
-    let rate = head as f64 / seconds;
-    let figure = Figure {
-        name: "rebuild_activity_and_frequency".into(),
-        events: head as usize,
-        seconds,
-        events_per_s: rate.round(),
-        baseline: "raw_ordered_consumer_read".into(),
-        baseline_events_per_s: baseline_rate.round(),
-        ratio: (rate / baseline_rate * 1000.0).round() / 1000.0,
-        peak_rss_mb: peak_rss_mb(),
-    };
-    println!("{}", serde_json::to_string(&figure)?);
     drop(client);
     server.stop().await?;
     Ok(())
