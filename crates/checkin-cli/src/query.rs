@@ -14,8 +14,8 @@ use serde_json::Value;
 use crate::config::Config;
 use crate::project::open_model;
 
-/// Parses `--as-of`, or takes the latest visit in the models so that answers
-/// about the same ledger are always the same.
+/// Parses `--as-of`, or takes the latest visit in the models so that results
+/// for the same ledger are always the same.
 fn reference_time(data_dir: &Path, config: &Config, as_of: Option<&str>) -> anyhow::Result<i64> {
     if let Some(text) = as_of {
         let at = DateTime::parse_from_rfc3339(text).with_context(|| {

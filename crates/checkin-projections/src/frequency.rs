@@ -57,7 +57,7 @@ pub struct CustomerSummary {
     pub distinct_sites: u64,
     /// Visits per business date (days since 0001-01-01, as chrono counts them).
     pub visits_per_day: BTreeMap<i32, u32>,
-    /// Longest run of consecutive visit days.
+    /// Maximum run of consecutive visit days.
     pub longest_streak_days: u32,
     /// Length of the run of consecutive visit days that ends on the last visit day.
     pub latest_streak_days: u32,

@@ -4,7 +4,7 @@
 //!
 //! The checkpoint in sled is the source of truth for where to resume, not
 //! any server-side consumer state: the ledger is read with an ordered
-//! consumer that the server forgets when the runner stops.
+//! consumer that the server deletes when the runner stops.
 
 use std::time::Duration;
 
@@ -92,7 +92,7 @@ pub enum RunnerError {
     BrokenChain {
         /// First bad sequence.
         seq: u64,
-        /// What is wrong there.
+        /// Description of the problem.
         detail: String,
     },
     /// The ledger ended before the requested sequence.
@@ -100,7 +100,7 @@ pub enum RunnerError {
     Ended(u64),
 }
 
-/// Where a run stops.
+/// Stopping point of a run.
 #[derive(Clone, Copy, Debug)]
 pub enum Until {
     /// After applying this sequence (a rebuild up to the head).

@@ -24,7 +24,7 @@ use crate::views::{self, MAX_DAYS, MAX_PAGE};
 /// Default page size when `limit` is not given.
 const DEFAULT_PAGE: usize = 50;
 
-/// What the handlers read.
+/// Shared state of the handlers.
 pub struct AppState {
     /// The activity model.
     pub activity: ModelStore,
@@ -236,7 +236,7 @@ async fn segment(
     let skip = cursor(&params)?;
     let as_of_us = as_of(&state, &params)?;
 
-    // One extra member tells whether another page exists.
+    // One extra member shows whether another page exists.
     let mut items = views::segment_members(
         &state.frequency,
         segment,

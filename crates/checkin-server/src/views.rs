@@ -13,11 +13,11 @@ use serde_json::{Value, json};
 /// Most timeline entries, days or segment members one request returns.
 pub const MAX_PAGE: usize = 500;
 
-/// Longest site-day range one request returns, in days.
+/// Maximum site-day range of one request, in days.
 pub const MAX_DAYS: i64 = 366;
 
 /// Returns the reference time for segments: the latest visit in the models,
-/// so answers about one ledger do not change with the clock; now when empty.
+/// so that results for one ledger do not change with the clock; now when empty.
 ///
 /// # Errors
 ///
