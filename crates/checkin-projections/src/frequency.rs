@@ -9,6 +9,16 @@
 //! | `e` ‖ event id (16) | customer of the check-in |
 //! | `c` ‖ customer | [`Scans`]: the customer's check-ins that are not voided, by time |
 //! | `s` ‖ customer | [`CustomerSummary`] |
+//! | `r` | latest check-in time in the ledger so far, UTC microseconds (8, big-endian) |
+//! | `g` ‖ customer | the customer's segment at the last daily evaluation (1) |
+//! | `h` ‖ customer ‖ 0 ‖ day (4) | the segment the customer entered at that day's evaluation (1) |
+//!
+//! Segments are evaluated once per day of the reference time: when a
+//! check-in moves the latest check-in time into a new calendar day (in the
+//! segment rules' zone), every customer is judged as of that day's start,
+//! from the ledger before that check-in, and each change is appended to the
+//! customer's history. The evaluation points and inputs follow ledger order
+//! only, so the history is the same whatever the batching.
 //!
 //! The summary is a pure function of the customer's scans, recomputed when
 //! they change, so a rebuild gives the same bytes whatever the batching.
@@ -25,6 +35,7 @@ use chrono::{Datelike, NaiveDate};
 use crate::activity::DEFAULT_VISIT_WINDOW_S;
 use crate::codec::{decode, encode};
 use crate::runner::{LedgerEntry, Projection, ProjectionError};
+use crate::segments::{Segment, SegmentRules};
 use crate::store::{ModelStore, Overlay};
 
 /// One check-in of a customer.
@@ -95,6 +106,7 @@ impl CustomerSummary {
 pub struct Frequency {
     sites: SiteRegistry,
     visit_window_us: i64,
+    rules: SegmentRules,
 }
 
 impl Frequency {
@@ -111,7 +123,45 @@ impl Frequency {
         Self {
             sites,
             visit_window_us: visit_window_s * 1_000_000,
+            rules: SegmentRules::default(),
         }
+    }
+
+    /// Judges every customer as of the start of the day `at_us` falls on and
+    /// records each change of segment.
+    fn evaluate_segments(
+        &self,
+        at_us: i64,
+        touched: &BTreeMap<String, Vec<Scan>>,
+        model: &mut Overlay<'_>,
+    ) -> Result<(), ProjectionError> {
+        let day = self.rules.date_of(at_us);
+        let day_start_us = self.rules.start_of(day);
+
+        let mut summaries: BTreeMap<String, CustomerSummary> = BTreeMap::new();
+        for (key, bytes) in model.scan_prefix(b"s")? {
+            let customer = String::from_utf8_lossy(&key[1..]).into_owned();
+            if !touched.contains_key(&customer) {
+                summaries.insert(customer, decode(&key, &bytes)?);
+            }
+        }
+        for (customer, scans) in touched {
+            if !scans.is_empty() {
+                summaries.insert(customer.clone(), self.summarize(scans));
+            }
+        }
+
+        for (customer, summary) in summaries {
+            let segment = self.rules.classify(&summary, day_start_us);
+            let code = segment_code(segment);
+            let current_key = prefixed(b'g', customer.as_bytes());
+            if model.get(&current_key)?.as_deref() == Some(&[code][..]) {
+                continue;
+            }
+            model.put(current_key, vec![code]);
+            model.put(history_key(&customer, day), vec![code]);
+        }
+        Ok(())
     }
 
     fn load_scans(
@@ -193,10 +243,17 @@ impl Projection for Frequency {
         model: &mut Overlay<'_>,
     ) -> Result<(), ProjectionError> {
         let mut touched: BTreeMap<String, Vec<Scan>> = BTreeMap::new();
+        let mut latest_us = model.get(b"r")?.as_deref().map_or(i64::MIN, read_i64);
         for entry in entries {
             let (customer, change) = match &entry.record.body {
                 RecordBody::Genesis(_) => continue,
                 RecordBody::CheckIn(check_in) => {
+                    let new_day = latest_us == i64::MIN
+                        || self.rules.date_of(check_in.at_us) > self.rules.date_of(latest_us);
+                    if new_day && latest_us != i64::MIN {
+                        self.evaluate_segments(check_in.at_us, &touched, model)?;
+                    }
+                    latest_us = latest_us.max(check_in.at_us);
                     model.put(
                         prefixed(b'e', &check_in.event_id.0),
                         check_in.customer.as_bytes().to_vec(),
@@ -235,6 +292,9 @@ impl Projection for Frequency {
 
         for (customer, scans) in touched {
             self.store_scans(&customer, Scans(scans), model);
+        }
+        if latest_us != i64::MIN {
+            model.put(b"r".to_vec(), latest_us.to_be_bytes().to_vec());
         }
         Ok(())
     }
@@ -306,6 +366,54 @@ pub fn for_each_customer(
         visit(&String::from_utf8_lossy(&key[1..]), &summary);
     }
     Ok(())
+}
+
+/// Returns a customer's segment changes: the day of each daily evaluation
+/// that moved the customer, and the segment entered.
+///
+/// # Errors
+///
+/// Fails when storage fails.
+pub fn segment_history(
+    store: &ModelStore,
+    customer: &str,
+) -> Result<Vec<(NaiveDate, Segment)>, ProjectionError> {
+    let mut prefix = vec![b'h'];
+    prefix.extend_from_slice(customer.as_bytes());
+    prefix.push(0);
+    let mut history = Vec::new();
+    for (key, value) in store.scan_prefix(&prefix)? {
+        let Ok(day) = <[u8; 4]>::try_from(&key[prefix.len()..]) else {
+            continue;
+        };
+        let days = (u32::from_be_bytes(day) ^ (1 << 31)) as i32;
+        let segment = value
+            .first()
+            .and_then(|code| Segment::ALL.get(usize::from(*code)));
+        if let (Some(date), Some(segment)) = (NaiveDate::from_num_days_from_ce_opt(days), segment) {
+            history.push((date, *segment));
+        }
+    }
+    Ok(history)
+}
+
+fn segment_code(segment: Segment) -> u8 {
+    Segment::ALL
+        .iter()
+        .position(|candidate| *candidate == segment)
+        .unwrap_or_default() as u8
+}
+
+fn history_key(customer: &str, day: NaiveDate) -> Vec<u8> {
+    let mut key = vec![b'h'];
+    key.extend_from_slice(customer.as_bytes());
+    key.push(0);
+    key.extend_from_slice(&((day.num_days_from_ce() as u32) ^ (1 << 31)).to_be_bytes());
+    key
+}
+
+fn read_i64(bytes: &[u8]) -> i64 {
+    <[u8; 8]>::try_from(bytes).map_or(i64::MIN, i64::from_be_bytes)
 }
 
 fn prefixed(kind: u8, rest: &[u8]) -> Vec<u8> {

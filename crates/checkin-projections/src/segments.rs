@@ -149,8 +149,19 @@ impl SegmentRules {
         }
     }
 
-    fn date_of(&self, at_us: i64) -> NaiveDate {
+    /// Returns the calendar date of an instant in the rules' zone.
+    pub fn date_of(&self, at_us: i64) -> NaiveDate {
         let instant = DateTime::<Utc>::from_timestamp_micros(at_us).unwrap_or_default();
         instant.with_timezone(&self.time_zone).date_naive()
+    }
+
+    /// Returns the instant, in UTC microseconds, at which a date starts in the rules' zone.
+    pub fn start_of(&self, date: NaiveDate) -> i64 {
+        let site = checkin_core::sites::Site {
+            name: None,
+            time_zone: self.time_zone,
+            day_start_hour: 0,
+        };
+        site.business_day_start_us(date)
     }
 }

@@ -46,7 +46,13 @@ pub fn customer(
         return Ok(None);
     };
     let recent = activity::timeline(activity_store, id, 0, 20)?;
-    Ok(Some(customer_json(id, &summary, rules, as_of_us, &recent)))
+    let mut view = customer_json(id, &summary, rules, as_of_us, &recent);
+    let history: Vec<Value> = frequency::segment_history(frequency_store, id)?
+        .into_iter()
+        .map(|(date, segment)| json!({"date": date.to_string(), "segment": segment.as_str()}))
+        .collect();
+    view["segment_history"] = json!(history);
+    Ok(Some(view))
 }
 
 fn customer_json(
