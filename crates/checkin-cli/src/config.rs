@@ -10,6 +10,7 @@ use checkin_core::validate::TimePolicy;
 use checkin_ledger::sequencer::SequencerConfig;
 use checkin_ledger::topology::TopologySettings;
 use checkin_ledger::writer::AppendMode;
+use checkin_projections::segments::SegmentRules;
 use serde::Deserialize;
 
 /// Whole configuration file; every section is optional.
@@ -24,6 +25,8 @@ pub struct Config {
     pub validation: ValidationSection,
     pub intake: IntakeSection,
     pub streams: StreamsSection,
+    pub projections: ProjectionsSection,
+    pub segments: SegmentRules,
     pub sites: HashMap<String, Site>,
 }
 
@@ -36,6 +39,8 @@ impl Default for Config {
             validation: ValidationSection::default(),
             intake: IntakeSection::default(),
             streams: StreamsSection::default(),
+            projections: ProjectionsSection::default(),
+            segments: SegmentRules::default(),
             sites: HashMap::new(),
         }
     }
@@ -114,6 +119,22 @@ impl Default for IntakeSection {
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+pub struct ProjectionsSection {
+    /// A scan within this many seconds of the customer's previous scan at
+    /// the same site belongs to the same visit.
+    pub visit_window_s: i64,
+}
+
+impl Default for ProjectionsSection {
+    fn default() -> Self {
+        Self {
+            visit_window_s: checkin_projections::activity::DEFAULT_VISIT_WINDOW_S,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct StreamsSection {
     /// Replicas per stream: 1 on a single server, 3 in a cluster.
     pub replicas: usize,
@@ -169,6 +190,11 @@ impl Config {
             matches!(self.streams.replicas, 1..=5),
             "streams.replicas must be between 1 and 5, found {}",
             self.streams.replicas
+        );
+        anyhow::ensure!(
+            (1..=86_400).contains(&self.projections.visit_window_s),
+            "projections.visit_window_s must be between 1 and 86400 seconds, found {}",
+            self.projections.visit_window_s
         );
         for (id, site) in &self.sites {
             anyhow::ensure!(

@@ -11,7 +11,6 @@ use checkin_ledger::topology::LEDGER_STREAM;
 use checkin_projections::activity::Activity;
 use checkin_projections::frequency::Frequency;
 use checkin_projections::runner::{Runner, Until};
-use checkin_projections::segments::SegmentRules;
 use checkin_projections::store::ModelStore;
 use checkin_server::api::{self, AppState};
 use serde_json::json;
@@ -65,10 +64,14 @@ pub async fn run(
         activity: activity_store.clone(),
         frequency: frequency_store.clone(),
         ledger: StreamReader::open(&js, LEDGER_STREAM).await?,
-        rules: SegmentRules::default(),
+        rules: config.segments.clone(),
     });
-    let mut activity = Runner::new(&js, activity_store, Activity::new(sites.clone())).await?;
-    let mut frequency = Runner::new(&js, frequency_store, Frequency::new(sites)).await?;
+    let window_s = config.projections.visit_window_s;
+    let activity_model = Activity::with_visit_window(sites.clone(), window_s);
+    let frequency_model =
+        Frequency::with_visit_window(sites, window_s).with_rules(config.segments.clone());
+    let mut activity = Runner::new(&js, activity_store, activity_model).await?;
+    let mut frequency = Runner::new(&js, frequency_store, frequency_model).await?;
 
     let until = if until_head {
         Until::Seq(activity.ledger_head().await?)

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use checkin_projections::activity::Activity;
 use checkin_projections::frequency::Frequency;
-use checkin_projections::segments::{Segment, SegmentRules};
+use checkin_projections::segments::Segment;
 use checkin_server::views;
 use chrono::{DateTime, NaiveDate};
 use serde_json::Value;
@@ -38,7 +38,7 @@ pub fn customer(
     let as_of_us = reference_time(data_dir, config, as_of)?;
     let frequency_store = open_model(data_dir, config, Frequency::NAME)?;
     let activity_store = open_model(data_dir, config, Activity::NAME)?;
-    let rules = SegmentRules::default();
+    let rules = config.segments.clone();
     let Some(view) = views::customer(&frequency_store, &activity_store, id, &rules, as_of_us)?
     else {
         bail!("customer {id} has no check-in in the read models");
@@ -148,7 +148,7 @@ pub fn segment(
         );
     }
     let as_of_us = reference_time(data_dir, config, as_of)?;
-    let rules = SegmentRules::default();
+    let rules = config.segments.clone();
 
     let store = open_model(data_dir, config, Frequency::NAME)?;
     for member in views::segment_members(&store, wanted, &rules, as_of_us, 0, limit)? {

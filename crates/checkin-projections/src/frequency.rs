@@ -127,6 +127,12 @@ impl Frequency {
         }
     }
 
+    /// Replaces the segment rules used for the daily history.
+    pub fn with_rules(mut self, rules: SegmentRules) -> Self {
+        self.rules = rules;
+        self
+    }
+
     /// Judges every customer as of the start of the day `at_us` falls on and
     /// records each change of segment.
     fn evaluate_segments(
