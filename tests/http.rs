@@ -167,4 +167,54 @@ async fn endpoints_and_bad_parameters() {
             "Chinese message of {path}"
         );
     }
+
+    // While `checkin serve` holds the models, the CLI asks its API instead.
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_checkin"))
+        .args([
+            "--nats",
+            &server.url(),
+            "--data-dir",
+            models.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+        ])
+        .args([
+            "--api",
+            &format!("http://{address}"),
+            "query",
+            "customer",
+            "c-http",
+            "--json",
+        ])
+        .output()
+        .expect("failed to run checkin query");
+    assert!(
+        output.status.success(),
+        "query through the API failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let view: Value = serde_json::from_slice(&output.stdout).expect("query prints JSON");
+    assert_eq!(view["check_ins"], 3);
+    assert_eq!(view["visits"], 3);
+
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_checkin"))
+        .args([
+            "--nats",
+            &server.url(),
+            "--data-dir",
+            models.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+        ])
+        .args([
+            "--api",
+            &format!("http://{address}"),
+            "query",
+            "customer",
+            "nobody",
+        ])
+        .output()
+        .expect("failed to run checkin query");
+    assert!(!output.status.success(), "an unknown customer is an error");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("customer_not_found"));
 }

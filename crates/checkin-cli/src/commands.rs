@@ -81,18 +81,27 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             command: Some(ProjectCommand::Digest { json }),
             ..
         } => crate::project::digest(&cli.data_dir, &config, json),
-        Command::Query(QueryCommand::Customer { id, as_of, json }) => {
-            crate::query::customer(&cli.data_dir, &config, &id, as_of.as_deref(), json)
+        Command::Query(query) => {
+            let source = crate::query::Source {
+                data_dir: &cli.data_dir,
+                config: &config,
+                api: &cli.api,
+            };
+            match query {
+                QueryCommand::Customer { id, as_of, json } => {
+                    crate::query::customer(&source, &id, as_of.as_deref(), json)
+                }
+                QueryCommand::Site { id, from, to, json } => {
+                    crate::query::site(&source, &id, &from, &to, json)
+                }
+                QueryCommand::Segment {
+                    name,
+                    as_of,
+                    limit,
+                    json,
+                } => crate::query::segment(&source, &name, as_of.as_deref(), limit, json),
+            }
         }
-        Command::Query(QueryCommand::Site { id, from, to, json }) => {
-            crate::query::site(&cli.data_dir, &config, &id, &from, &to, json)
-        }
-        Command::Query(QueryCommand::Segment {
-            name,
-            as_of,
-            limit,
-            json,
-        }) => crate::query::segment(&cli.data_dir, &config, &name, as_of.as_deref(), limit, json),
         Command::Bench(BenchCommand::Project { events }) => {
             crate::bench::project(events).await?;
             Ok(ExitCode::SUCCESS)

@@ -36,6 +36,15 @@ struct Cli {
     )]
     data_dir: PathBuf,
 
+    /// Query API that `checkin query` asks when a running projector holds the read models.
+    #[arg(
+        long,
+        env = "CHECKIN_API",
+        default_value = "http://127.0.0.1:8080",
+        global = true
+    )]
+    api: String,
+
     /// Configuration file [default: ./checkin.toml when present].
     #[arg(long, env = "CHECKIN_CONFIG", global = true)]
     config: Option<PathBuf>,
@@ -89,7 +98,7 @@ enum Command {
         #[arg(long)]
         until_head: bool,
     },
-    /// Read the read models; the projector must be stopped.
+    /// Read the read models, directly or through the running query API.
     #[command(subcommand)]
     Query(QueryCommand),
     /// Measure throughput beside raw JetStream baselines, on local nats-servers it starts.

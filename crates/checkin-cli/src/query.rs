@@ -1,4 +1,5 @@
-//! `checkin query`: reads the read models of a stopped projector.
+//! `checkin query`: reads the read models directly, or through the running
+//! query API when a projector holds them (sled lets one process open a model).
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -9,10 +10,65 @@ use checkin_projections::frequency::Frequency;
 use checkin_projections::segments::Segment;
 use checkin_server::views;
 use chrono::{DateTime, NaiveDate};
+use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::Value;
 
 use crate::config::Config;
 use crate::project::open_model;
+
+/// Where the read models are read from.
+pub struct Source<'a> {
+    /// Data directory of the models.
+    pub data_dir: &'a Path,
+    /// Configuration of the ledger.
+    pub config: &'a Config,
+    /// Base URL of the query API, asked when a running projector holds the models.
+    pub api: &'a str,
+}
+
+impl Source<'_> {
+    /// Tells whether this process can open the models; false while a projector holds them.
+    fn models_free(&self) -> bool {
+        open_model(self.data_dir, self.config, Frequency::NAME).is_ok()
+    }
+
+    /// Sends a GET to the query API and returns the JSON body, or the API's error message.
+    fn get(&self, path: &str) -> anyhow::Result<Value> {
+        let url = format!("{}{path}", self.api.trim_end_matches('/'));
+        let mut response = ureq::get(&url)
+            .config()
+            .http_status_as_error(false)
+            .build()
+            .call()
+            .with_context(|| {
+                format!(
+                    "a running projector holds the read models and its query API at {} did not answer; \
+                     pass --api URL, or stop the projector",
+                    self.api
+                )
+            })?;
+        let status = response.status();
+        let text = response
+            .body_mut()
+            .read_to_string()
+            .context("failed to read the query API's answer")?;
+        let body: Value =
+            serde_json::from_str(&text).context("the query API returned invalid JSON")?;
+        if !status.is_success() {
+            bail!(
+                "{} ({})",
+                body["message"].as_str().unwrap_or("request failed"),
+                body["code"].as_str().unwrap_or("error")
+            );
+        }
+        Ok(body)
+    }
+}
+
+/// Percent-encodes one URL path segment or query value.
+fn encoded(text: &str) -> String {
+    utf8_percent_encode(text, NON_ALPHANUMERIC).to_string()
+}
 
 /// Parses `--as-of`, or takes the latest visit in the models so that results
 /// for the same ledger are always the same.
@@ -29,19 +85,23 @@ fn reference_time(data_dir: &Path, config: &Config, as_of: Option<&str>) -> anyh
 
 /// Prints one customer's figures, segment and latest check-ins.
 pub fn customer(
-    data_dir: &Path,
-    config: &Config,
+    source: &Source<'_>,
     id: &str,
     as_of: Option<&str>,
     json_output: bool,
 ) -> anyhow::Result<ExitCode> {
-    let as_of_us = reference_time(data_dir, config, as_of)?;
-    let frequency_store = open_model(data_dir, config, Frequency::NAME)?;
-    let activity_store = open_model(data_dir, config, Activity::NAME)?;
-    let rules = config.segments.clone();
-    let Some(view) = views::customer(&frequency_store, &activity_store, id, &rules, as_of_us)?
-    else {
-        bail!("customer {id} has no check-in in the read models");
+    if let Some(text) = as_of {
+        DateTime::parse_from_rfc3339(text).with_context(|| {
+            format!("invalid --as-of {text:?}: expected an RFC 3339 time such as 2026-05-01T09:30:00+08:00")
+        })?;
+    }
+    let view = if source.models_free() {
+        local_customer(source, id, as_of)?
+    } else {
+        let query = as_of
+            .map(|at| format!("?as_of={}", encoded(at)))
+            .unwrap_or_default();
+        source.get(&format!("/v1/customers/{}{query}", encoded(id)))?
     };
 
     if json_output {
@@ -50,6 +110,22 @@ pub fn customer(
         print_customer(&view);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn local_customer(source: &Source<'_>, id: &str, as_of: Option<&str>) -> anyhow::Result<Value> {
+    let as_of_us = reference_time(source.data_dir, source.config, as_of)?;
+    let frequency_store = open_model(source.data_dir, source.config, Frequency::NAME)?;
+    let activity_store = open_model(source.data_dir, source.config, Activity::NAME)?;
+    match views::customer(
+        &frequency_store,
+        &activity_store,
+        id,
+        &source.config.segments,
+        as_of_us,
+    )? {
+        Some(view) => Ok(view),
+        None => bail!("customer {id} has no check-in in the read models"),
+    }
 }
 
 fn print_customer(view: &Value) {
@@ -86,8 +162,7 @@ fn print_customer(view: &Value) {
 
 /// Prints a site's figures per business day.
 pub fn site(
-    data_dir: &Path,
-    config: &Config,
+    source: &Source<'_>,
     id: &str,
     from: &str,
     to: &str,
@@ -105,8 +180,17 @@ pub fn site(
         );
     }
 
-    let store = open_model(data_dir, config, Activity::NAME)?;
-    for day in views::site_days(&store, id, from, to)? {
+    let days = if source.models_free() {
+        let store = open_model(source.data_dir, source.config, Activity::NAME)?;
+        views::site_days(&store, id, from, to)?
+    } else {
+        let body = source.get(&format!(
+            "/v1/sites/{}/days?from={from}&to={to}",
+            encoded(id)
+        ))?;
+        body["days"].as_array().cloned().unwrap_or_default()
+    };
+    for day in days {
         if json_output {
             println!("{day}");
         } else {
@@ -124,8 +208,7 @@ pub fn site(
 
 /// Prints the members of a segment as of the reference time.
 pub fn segment(
-    data_dir: &Path,
-    config: &Config,
+    source: &Source<'_>,
     name: &str,
     as_of: Option<&str>,
     limit: usize,
@@ -147,11 +230,19 @@ pub fn segment(
             views::MAX_PAGE
         );
     }
-    let as_of_us = reference_time(data_dir, config, as_of)?;
-    let rules = config.segments.clone();
 
-    let store = open_model(data_dir, config, Frequency::NAME)?;
-    for member in views::segment_members(&store, wanted, &rules, as_of_us, 0, limit)? {
+    let members = if source.models_free() {
+        let as_of_us = reference_time(source.data_dir, source.config, as_of)?;
+        let store = open_model(source.data_dir, source.config, Frequency::NAME)?;
+        views::segment_members(&store, wanted, &source.config.segments, as_of_us, 0, limit)?
+    } else {
+        let as_of = as_of
+            .map(|at| format!("&as_of={}", encoded(at)))
+            .unwrap_or_default();
+        let body = source.get(&format!("/v1/segments/{name}?limit={limit}{as_of}"))?;
+        body["items"].as_array().cloned().unwrap_or_default()
+    };
+    for member in members {
         if json_output {
             println!("{member}");
         } else {
