@@ -23,7 +23,7 @@ fn payload(id: &EventId, index: usize) -> (Option<String>, Vec<u8>) {
     (Some(intake_message_id(&id.to_string(), &bytes)), bytes)
 }
 
-/// Asserts the ledger holds genesis plus exactly `ids`, each once, on a clean chain.
+/// Asserts the ledger contains genesis plus exactly `ids`, each once, on a clean chain.
 async fn assert_ledger_holds(js: &jetstream::Context, ids: &[EventId]) {
     let ledger = read_ledger(js).await;
     assert!(

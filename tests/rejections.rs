@@ -85,7 +85,7 @@ fn case(payload: Vec<u8>, reason: Reason, field: &str) -> Case {
     }
 }
 
-/// One refused submission per reason code. `accepted_id` is a check-in
+/// Builds one refused submission per reason code. `accepted` is a check-in
 /// already in the ledger, for the reasons that depend on ledger state.
 fn cases(accepted: &Value) -> Vec<Case> {
     let offset = now_shanghai();

@@ -38,7 +38,7 @@ pub enum DecodeRecordError {
     Malformed {
         /// Version the body claimed.
         version: u16,
-        /// What bincode reported.
+        /// Error from bincode.
         source: DecodeError,
     },
     /// Bytes remain after a complete record.

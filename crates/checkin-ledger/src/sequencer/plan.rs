@@ -31,7 +31,7 @@ impl Sequencer {
     }
 
     /// Validates, de-duplicates and chains a batch onto `base`; `pending`
-    /// holds the ids of an append in flight that the index does not have yet.
+    /// contains the ids of an append in flight that the index does not have yet.
     pub(super) fn plan_on(
         &self,
         batch: &[StoredMessage],
