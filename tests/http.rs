@@ -113,7 +113,7 @@ async fn endpoints_and_bad_parameters() {
     );
     assert_eq!(status, 200);
     let day = &days["days"][0];
-    // The scans may straddle Shanghai midnight; then today holds fewer of them.
+    // The scans may straddle Shanghai midnight, so today may contain fewer of them.
     assert!(day["check_ins"].as_u64().is_some_and(|count| count <= 3));
     assert_eq!(
         day["check_ins"], day["visits"],
@@ -168,51 +168,20 @@ async fn endpoints_and_bad_parameters() {
         );
     }
 
-    // While `checkin serve` holds the models, the CLI asks its API instead.
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_checkin"))
-        .args([
-            "--nats",
-            &server.url(),
-            "--data-dir",
-            models.to_str().unwrap(),
-            "--config",
-            config.to_str().unwrap(),
-        ])
-        .args([
-            "--api",
-            &format!("http://{address}"),
-            "query",
-            "customer",
-            "c-http",
-            "--json",
-        ])
-        .output()
-        .expect("failed to run checkin query");
-    assert!(
-        output.status.success(),
-        "query through the API failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let view: Value = serde_json::from_slice(&output.stdout).expect("query prints JSON");
+    // While `checkin serve` has the models open, the CLI sends its queries to the API.
+    let api = format!("http://{address}");
+    let view: Value = serde_json::from_str(&checkin_output(
+        &server,
+        &models,
+        &config,
+        &["--api", &api, "query", "customer", "c-http", "--json"],
+    ))
+    .expect("query prints JSON");
     assert_eq!(view["check_ins"], 3);
     assert_eq!(view["visits"], 3);
 
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_checkin"))
-        .args([
-            "--nats",
-            &server.url(),
-            "--data-dir",
-            models.to_str().unwrap(),
-            "--config",
-            config.to_str().unwrap(),
-        ])
-        .args([
-            "--api",
-            &format!("http://{address}"),
-            "query",
-            "customer",
-            "nobody",
-        ])
+    let output = checkin_command(&server, &models, &config)
+        .args(["--api", &api, "query", "customer", "nobody"])
         .output()
         .expect("failed to run checkin query");
     assert!(!output.status.success(), "an unknown customer is an error");

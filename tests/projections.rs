@@ -5,7 +5,6 @@
 mod common;
 
 use std::collections::{HashMap, HashSet};
-use std::process::Command;
 use std::time::Duration;
 
 use async_nats::jetstream;
@@ -184,31 +183,6 @@ async fn site_days_match_independent_count() {
             assert_eq!(figures, wanted, "{site} on {date}");
         }
     }
-}
-
-/// Runs `checkin ARGS…` to completion and returns its standard output.
-fn checkin_output(
-    server: &NatsServer,
-    data_dir: &std::path::Path,
-    config: &std::path::Path,
-    args: &[&str],
-) -> String {
-    let output = Command::new(env!("CARGO_BIN_EXE_checkin"))
-        .arg("--nats")
-        .arg(server.url())
-        .arg("--data-dir")
-        .arg(data_dir)
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .output()
-        .expect("failed to run checkin");
-    assert!(
-        output.status.success(),
-        "checkin {args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).expect("utf-8 output")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -175,13 +175,7 @@ impl CheckinProcess {
             .append(true)
             .open(data_dir.join("checkin.log"))
             .expect("failed to open the process log");
-        let child = Command::new(env!("CARGO_BIN_EXE_checkin"))
-            .arg("--nats")
-            .arg(server.url())
-            .arg("--data-dir")
-            .arg(data_dir)
-            .arg("--config")
-            .arg(config)
+        let child = checkin_command(server, data_dir, config)
             .args(args)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
@@ -211,6 +205,38 @@ impl Drop for CheckinProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Builds `checkin --nats URL --data-dir DIR --config CONFIG`; the caller adds the subcommand.
+pub fn checkin_command(server: &NatsServer, data_dir: &Path, config: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_checkin"));
+    command
+        .arg("--nats")
+        .arg(server.url())
+        .arg("--data-dir")
+        .arg(data_dir)
+        .arg("--config")
+        .arg(config);
+    command
+}
+
+/// Runs `checkin` with `args` to completion, asserts it succeeded and returns its standard output.
+pub fn checkin_output(
+    server: &NatsServer,
+    data_dir: &Path,
+    config: &Path,
+    args: &[&str],
+) -> String {
+    let output = checkin_command(server, data_dir, config)
+        .args(args)
+        .output()
+        .expect("failed to run checkin");
+    assert!(
+        output.status.success(),
+        "checkin {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("utf-8 output")
 }
 
 /// Writes a config file with the test sites and the given extra TOML.
@@ -305,7 +331,7 @@ pub async fn stream_messages(js: &jetstream::Context, name: &str) -> u64 {
     }
 }
 
-/// Waits until intake is drained and the ledger holds `records` messages.
+/// Waits until intake is drained and the ledger contains `records` messages.
 ///
 /// Fails fast with the cause instead of timing out when the ledger grows past
 /// `records` (something was recorded twice) or stays short while intake is
@@ -318,7 +344,7 @@ pub async fn wait_for_ledger(js: &jetstream::Context, records: u64, timeout: Dur
         let intake = stream_messages(js, INTAKE_STREAM).await;
         assert!(
             ledger <= records,
-            "ledger holds {ledger} records, more than the {records} expected"
+            "ledger contains {ledger} records, more than the {records} expected"
         );
         if ledger == records && intake == 0 {
             return;
@@ -338,7 +364,7 @@ pub async fn wait_for_ledger(js: &jetstream::Context, records: u64, timeout: Dur
 
         assert!(
             Instant::now() < deadline,
-            "timed out after {timeout:?}: ledger holds {ledger} of {records} records, intake {intake} messages"
+            "timed out after {timeout:?}: ledger contains {ledger} of {records} records, intake {intake} messages"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

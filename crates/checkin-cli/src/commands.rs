@@ -260,8 +260,8 @@ async fn publish(
         for submission in window {
             let id = submission_id(submission);
             if submission.len() > INTAKE_MAX_MESSAGE_BYTES as usize {
-                // The server would refuse it with a bare size error and it would
-                // never reach the rejected stream; say which limits apply.
+                // The server would reject it with a bare size error, and it would
+                // never reach the rejected stream, so name the limits here.
                 let reason = format!(
                     "submission is {} bytes; intake accepts at most {INTAKE_MAX_MESSAGE_BYTES} bytes \
                      and a valid submission at most {MAX_SUBMISSION_BYTES}",
@@ -395,7 +395,7 @@ async fn ledger_show(url: Option<&str>, seq: u64, json: bool) -> anyhow::Result<
     let reader = open_stream(url, LEDGER_STREAM).await?;
     let Some(message) = reader.get(seq).await? else {
         let (first, last) = reader.bounds().await?;
-        bail!("no ledger record at seq {seq}; the stream holds seq {first} to {last}");
+        bail!("no ledger record at seq {seq}; the stream contains seq {first} to {last}");
     };
     print_record(&message, json);
     Ok(ExitCode::SUCCESS)

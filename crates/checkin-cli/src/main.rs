@@ -36,7 +36,7 @@ struct Cli {
     )]
     data_dir: PathBuf,
 
-    /// Query API that `checkin query` asks when a running projector holds the read models.
+    /// Query API that `checkin query` sends requests to while a running projector has the read models open.
     #[arg(
         long,
         env = "CHECKIN_API",
@@ -152,7 +152,7 @@ enum QueryCommand {
         /// Reference time (RFC 3339) [default: the latest visit in the read models].
         #[arg(long)]
         as_of: Option<String>,
-        /// Most customers to list, at most 500.
+        /// Maximum number of customers to list, up to 500.
         #[arg(long, default_value_t = 100)]
         limit: usize,
         /// Print one JSON object per customer.

@@ -64,8 +64,8 @@ impl LocalServer {
         Ok(server)
     }
 
-    /// Waits until the child accepts connections, checking by its unique
-    /// server name that the server answering is the child and not another
+    /// Waits until the child accepts connections. The unique server name in
+    /// the server's INFO shows that the child is listening, not another
     /// process on the same port.
     async fn wait_ready(&mut self, dir: &Path, name: &str) -> anyhow::Result<()> {
         for _ in 0..100 {
@@ -81,7 +81,7 @@ impl LocalServer {
                     return Ok(());
                 }
                 bail!(
-                    "another server ({answered}) answers on {}; stop it or choose another port with --port",
+                    "another server ({answered}) is listening on {}; stop it or choose another port with --port",
                     self.url
                 );
             }

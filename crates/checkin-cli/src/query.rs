@@ -1,5 +1,6 @@
 //! `checkin query`: reads the read models directly, or through the running
-//! query API when a projector holds them (sled lets one process open a model).
+//! query API while a projector has them open, because sled lets only one
+//! process open a model.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -16,18 +17,18 @@ use serde_json::Value;
 use crate::config::Config;
 use crate::project::open_model;
 
-/// Where the read models are read from.
+/// Source of the read models: their directory, or the query API.
 pub struct Source<'a> {
     /// Data directory of the models.
     pub data_dir: &'a Path,
     /// Configuration of the ledger.
     pub config: &'a Config,
-    /// Base URL of the query API, asked when a running projector holds the models.
+    /// Base URL of the query API, used while a running projector has the models open.
     pub api: &'a str,
 }
 
 impl Source<'_> {
-    /// Tells whether this process can open the models; false while a projector holds them.
+    /// Tells whether this process can open the models, which it cannot while a projector runs.
     fn models_free(&self) -> bool {
         open_model(self.data_dir, self.config, Frequency::NAME).is_ok()
     }
@@ -51,7 +52,7 @@ impl Source<'_> {
         let text = response
             .body_mut()
             .read_to_string()
-            .context("failed to read the query API's answer")?;
+            .context("failed to read the query API's response")?;
         let body: Value =
             serde_json::from_str(&text).context("the query API returned invalid JSON")?;
         if !status.is_success() {

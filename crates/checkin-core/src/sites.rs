@@ -42,7 +42,7 @@ impl Default for Site {
     }
 }
 
-/// Where an instant falls in a site's calendar.
+/// Position of an instant in a site's calendar.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LocalPlacement {
     /// The site's business date: the local date, moved back one day before

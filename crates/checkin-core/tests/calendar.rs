@@ -47,7 +47,7 @@ fn shanghai_midnight_boundary() {
 }
 
 #[test]
-fn day_start_hour_moves_early_scan_to_previous_day() {
+fn early_scan_before_day_start_hour() {
     let site = Site {
         day_start_hour: 5,
         ..Site::default()

@@ -82,7 +82,7 @@ impl DedupeIndex {
     ///
     /// # Errors
     ///
-    /// Fails when sled cannot open the directory, such as when another process holds it.
+    /// Fails when sled cannot open the directory, such as when another process has it open.
     pub fn open(dir: &Path) -> Result<Self, IndexError> {
         let db = sled::Config::new()
             .path(dir)

@@ -41,7 +41,7 @@ pub const LEDGER_MAX_MESSAGE_BYTES: i32 = 64 * 1024;
 /// JetStream drops a message whose id it saw within the duplicate window.
 /// With the id alone, a corrected resend under the same id would be dropped
 /// silently; with the digest, only byte-identical resends are, and the
-/// sequencer sees every other one (and records it or rejects it as an
+/// sequencer receives every other one (and records it or rejects it as an
 /// `id_conflict`).
 pub fn intake_message_id(id: &str, payload: &[u8]) -> String {
     let digest = blake3::hash(payload);
@@ -114,7 +114,7 @@ impl TopologySettings {
     pub fn rejected_config(&self) -> stream::Config {
         stream::Config {
             name: REJECTED_STREAM.into(),
-            description: Some("refused submissions with reason and original bytes".into()),
+            description: Some("rejected submissions with reason and original bytes".into()),
             subjects: vec![REJECTED_SUBJECT.into()],
             retention: stream::RetentionPolicy::Limits,
             storage: stream::StorageType::File,
@@ -147,7 +147,7 @@ pub enum TopologyError {
     /// The server refused or failed a JetStream request.
     #[error("failed to {action} stream {stream}: {source}")]
     Server {
-        /// What was attempted.
+        /// Operation that failed.
         action: &'static str,
         /// Stream name.
         stream: String,

@@ -246,7 +246,7 @@ pub struct BatchAck {
 /// # Errors
 ///
 /// [`AppendError::Conflict`] when the fence fails, [`AppendError::Refused`]
-/// for other server errors, [`AppendError::Unknown`] when no answer arrives.
+/// for other server errors, [`AppendError::Unknown`] when no reply arrives.
 ///
 /// # Cancel safety
 ///

@@ -27,10 +27,10 @@ use bincode::{Decode, Encode};
 use checkin_core::EventId;
 use checkin_core::record::{CheckIn, RecordBody, Void};
 use checkin_core::sites::SiteRegistry;
-use chrono::{Datelike, NaiveDate};
+use chrono::NaiveDate;
 use serde::Serialize;
 
-use crate::codec::{decode, encode};
+use crate::codec::{day_key, decode, encode};
 use crate::runner::{LedgerEntry, Projection, ProjectionError};
 use crate::store::{ModelStore, Overlay, StoreError};
 
@@ -371,7 +371,7 @@ fn site_day_key(site: &str, day: NaiveDate) -> Vec<u8> {
     let mut key = vec![b'd'];
     key.extend_from_slice(site.as_bytes());
     key.push(0);
-    key.extend_from_slice(&sortable_day(day).to_be_bytes());
+    key.extend_from_slice(&day_key(day));
     key
 }
 
@@ -379,7 +379,7 @@ fn unique_key(site: &str, day: NaiveDate, customer: &str) -> Vec<u8> {
     let mut key = vec![b'u'];
     key.extend_from_slice(site.as_bytes());
     key.push(0);
-    key.extend_from_slice(&sortable_day(day).to_be_bytes());
+    key.extend_from_slice(&day_key(day));
     key.extend_from_slice(customer.as_bytes());
     key
 }
@@ -395,10 +395,6 @@ fn profile_key(kind: u8, site: &str, bucket: u8) -> Vec<u8> {
 /// Maps an i64 onto a u64 that sorts the same way as big-endian bytes.
 fn sortable_i64(value: i64) -> u64 {
     (value as u64) ^ (1 << 63)
-}
-
-fn sortable_day(day: NaiveDate) -> u32 {
-    (day.num_days_from_ce() as u32) ^ (1 << 31)
 }
 
 /// One check-in of a customer's timeline.

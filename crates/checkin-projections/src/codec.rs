@@ -2,6 +2,7 @@
 //! integers, the same configuration as ledger records.
 
 use bincode::{Decode, Encode};
+use chrono::{Datelike, NaiveDate};
 
 use crate::runner::ProjectionError;
 
@@ -23,4 +24,15 @@ pub(crate) fn decode<T: Decode<()>>(key: &[u8], bytes: &[u8]) -> Result<T, Proje
             key: String::from_utf8_lossy(key).escape_default().to_string(),
             detail: err.to_string(),
         })
+}
+
+/// Encodes a date as 4 key bytes that sort by date: days since 0001-01-01
+/// (chrono's `num_days_from_ce`) as u32 with the sign bit flipped, big-endian.
+pub(crate) fn day_key(day: NaiveDate) -> [u8; 4] {
+    ((day.num_days_from_ce() as u32) ^ (1 << 31)).to_be_bytes()
+}
+
+/// Decodes the bytes of [`day_key`].
+pub(crate) fn day_from_key(bytes: [u8; 4]) -> Option<NaiveDate> {
+    NaiveDate::from_num_days_from_ce_opt((u32::from_be_bytes(bytes) ^ (1 << 31)) as i32)
 }

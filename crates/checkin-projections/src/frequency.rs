@@ -33,7 +33,7 @@ use checkin_core::sites::SiteRegistry;
 use chrono::{Datelike, NaiveDate};
 
 use crate::activity::DEFAULT_VISIT_WINDOW_S;
-use crate::codec::{decode, encode};
+use crate::codec::{day_from_key, day_key, decode, encode};
 use crate::runner::{LedgerEntry, Projection, ProjectionError};
 use crate::segments::{Segment, SegmentRules};
 use crate::store::{ModelStore, Overlay};
@@ -392,11 +392,10 @@ pub fn segment_history(
         let Ok(day) = <[u8; 4]>::try_from(&key[prefix.len()..]) else {
             continue;
         };
-        let days = (u32::from_be_bytes(day) ^ (1 << 31)) as i32;
         let segment = value
             .first()
             .and_then(|code| Segment::ALL.get(usize::from(*code)));
-        if let (Some(date), Some(segment)) = (NaiveDate::from_num_days_from_ce_opt(days), segment) {
+        if let (Some(date), Some(segment)) = (day_from_key(day), segment) {
             history.push((date, *segment));
         }
     }
@@ -414,7 +413,7 @@ fn history_key(customer: &str, day: NaiveDate) -> Vec<u8> {
     let mut key = vec![b'h'];
     key.extend_from_slice(customer.as_bytes());
     key.push(0);
-    key.extend_from_slice(&((day.num_days_from_ce() as u32) ^ (1 << 31)).to_be_bytes());
+    key.extend_from_slice(&day_key(day));
     key
 }
 

@@ -2,7 +2,7 @@
 //! atomic batches that carry the checkpoint.
 //!
 //! Invariant: the checkpoint key and the model changes it covers are written
-//! in one `apply_batch`, so after a crash the tree holds either the whole
+//! in one `apply_batch`, so after a crash the tree contains either the whole
 //! batch with its checkpoint or neither; the checkpoint is never on disk
 //! ahead of the data it covers.
 //!
@@ -40,7 +40,7 @@ impl ModelStore {
     ///
     /// # Errors
     ///
-    /// Fails when sled cannot open the directory, such as when another process holds it.
+    /// Fails when sled cannot open the directory, such as when another process has it open.
     pub fn open(dir: &Path, name: &str) -> Result<Self, StoreError> {
         let db = sled::Config::new().path(dir).open()?;
         let tree = db.open_tree(name)?;
