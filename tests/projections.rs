@@ -212,27 +212,15 @@ async fn killed_projector_matches_clean_rebuild() {
     publish_all(&js, INTAKE_LIVE, &payloads).await;
     wait_for_ledger(&js, RECORDS as u64 + 1, Duration::from_secs(180)).await;
 
-    let live_dir = server.scratch("live");
-    let mut projector = CheckinProcess::spawn(&server, &live_dir, &config, &["project"]);
-    for _ in 0..KILLS {
-        tokio::time::sleep(Duration::from_millis(rng.random_range(50..400))).await;
-        projector.kill_hard();
-        projector = CheckinProcess::spawn(&server, &live_dir, &config, &["project"]);
-    }
-    projector.kill_hard();
-    let interrupted = checkin_output(
+    // The kills run against each storage engine; both must end with the
+    // bytes of a clean sled rebuild.
+    let live = kill_projector_then_finish(&server, "live", "", &mut rng, KILLS);
+    let fjall_live = kill_projector_then_finish(
         &server,
-        &live_dir,
-        &config,
-        &["project", "digest", "--json"],
-    );
-    println!("after the kills: {}", interrupted.trim());
-    checkin_output(&server, &live_dir, &config, &["project", "--until-head"]);
-    let live = checkin_output(
-        &server,
-        &live_dir,
-        &config,
-        &["project", "digest", "--json"],
+        "live-fjall",
+        "[projections]\nstore = \"fjall\"",
+        &mut rng,
+        KILLS,
     );
 
     let clean_dir = server.scratch("clean");
@@ -250,24 +238,51 @@ async fn killed_projector_matches_clean_rebuild() {
             .map(|line| serde_json::from_str(line).expect("digest JSON"))
             .collect()
     };
-    let (live, clean) = (parse(&live), parse(&clean));
-    assert_eq!(live.len(), 2, "one digest per model: {live:?}");
-    for (live, clean) in live.iter().zip(&clean) {
-        let model = &live["model"];
-        assert_eq!(live["model"], clean["model"]);
-        assert_eq!(
-            live["seq"],
-            RECORDS as u64 + 1,
-            "live {model} reached the head"
-        );
-        assert_eq!(
-            clean["seq"],
-            RECORDS as u64 + 1,
-            "rebuilt {model} reached the head"
-        );
-        assert_eq!(
-            live["digest"], clean["digest"],
-            "killed {model} projector differs from a clean rebuild"
-        );
+    let clean = parse(&clean);
+    for live in [parse(&live), parse(&fjall_live)] {
+        assert_eq!(live.len(), 2, "one digest per model: {live:?}");
+        for (live, clean) in live.iter().zip(&clean) {
+            let model = &live["model"];
+            assert_eq!(live["model"], clean["model"]);
+            assert_eq!(
+                live["seq"],
+                RECORDS as u64 + 1,
+                "live {model} reached the head"
+            );
+            assert_eq!(
+                clean["seq"],
+                RECORDS as u64 + 1,
+                "rebuilt {model} reached the head"
+            );
+            assert_eq!(
+                live["digest"], clean["digest"],
+                "killed {model} projector differs from a clean rebuild"
+            );
+        }
     }
+}
+
+/// Starts and SIGKILLs a projector `kills` times at random moments in a
+/// fresh data directory, then lets one finish to the head, and returns
+/// `checkin project digest --json`.
+fn kill_projector_then_finish(
+    server: &NatsServer,
+    name: &str,
+    config_extra: &str,
+    rng: &mut rand::rngs::StdRng,
+    kills: usize,
+) -> String {
+    let dir = server.scratch(name);
+    let config = write_config(&dir, config_extra);
+    let mut projector = CheckinProcess::spawn(server, &dir, &config, &["project"]);
+    for _ in 0..kills {
+        std::thread::sleep(Duration::from_millis(rng.random_range(50..400)));
+        projector.kill_hard();
+        projector = CheckinProcess::spawn(server, &dir, &config, &["project"]);
+    }
+    projector.kill_hard();
+    let interrupted = checkin_output(server, &dir, &config, &["project", "digest", "--json"]);
+    println!("{name} after the kills: {}", interrupted.trim());
+    checkin_output(server, &dir, &config, &["project", "--until-head"]);
+    checkin_output(server, &dir, &config, &["project", "digest", "--json"])
 }

@@ -123,12 +123,15 @@ pub struct ProjectionsSection {
     /// A scan within this many seconds of the customer's previous scan at
     /// the same site belongs to the same visit.
     pub visit_window_s: i64,
+    /// Storage engine of the read models: "sled" (the default) or "fjall".
+    pub store: checkin_projections::store::Backend,
 }
 
 impl Default for ProjectionsSection {
     fn default() -> Self {
         Self {
             visit_window_s: checkin_projections::activity::DEFAULT_VISIT_WINDOW_S,
+            store: checkin_projections::store::Backend::default(),
         }
     }
 }

@@ -11,7 +11,7 @@ use checkin_ledger::topology::LEDGER_STREAM;
 use checkin_projections::activity::Activity;
 use checkin_projections::frequency::Frequency;
 use checkin_projections::runner::{Runner, Until};
-use checkin_projections::store::ModelStore;
+use checkin_projections::store::{Backend, ModelStore};
 use checkin_server::api::{self, AppState};
 use serde_json::json;
 use std::net::SocketAddr;
@@ -28,11 +28,22 @@ fn models_dir(data_dir: &Path, config: &Config) -> PathBuf {
     data_dir.join("models").join(&config.ledger)
 }
 
-/// Opens one read model of a ledger; each model has its own sled directory.
+/// Returns the directory of one read model: `<name>` for sled and
+/// `<name>.fjall` for fjall, so switching engines starts a fresh model
+/// instead of opening one engine's files with the other.
+fn model_dir(data_dir: &Path, config: &Config, name: &str) -> PathBuf {
+    let dir = models_dir(data_dir, config);
+    match config.projections.store {
+        Backend::Sled => dir.join(name),
+        Backend::Fjall => dir.join(format!("{name}.fjall")),
+    }
+}
+
+/// Opens one read model of a ledger; each model has its own directory.
 pub fn open_model(data_dir: &Path, config: &Config, name: &str) -> anyhow::Result<ModelStore> {
-    let dir = models_dir(data_dir, config).join(name);
+    let dir = model_dir(data_dir, config, name);
     std::fs::create_dir_all(&dir).with_context(|| format!("failed to create {}", dir.display()))?;
-    open_store(&dir, name)
+    open_store(config.projections.store, &dir, name)
 }
 
 /// Runs the projectors until shutdown, or until they reach the ledger's head
@@ -70,15 +81,16 @@ pub async fn run(
     let activity_model = Activity::with_visit_window(sites.clone(), window_s);
     let frequency_model =
         Frequency::with_visit_window(sites, window_s).with_rules(config.segments.clone());
-    let mut activity = Runner::new(&js, activity_store, activity_model).await?;
-    let mut frequency = Runner::new(&js, frequency_store, frequency_model).await?;
+    let mut runner = Runner::new(&js, activity_store, activity_model)
+        .await?
+        .with(frequency_store, frequency_model);
 
     let until = if until_head {
-        Until::Seq(activity.ledger_head().await?)
+        Until::Seq(runner.ledger_head().await?)
     } else {
         Until::Forever
     };
-    // One signal stops both runners; each commits the batch in hand first.
+    // One signal stops the runner and the HTTP server; the runner commits the batch in hand first.
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let stop_requested = |mut receiver: tokio::sync::watch::Receiver<bool>| async move {
         let _ = receiver.wait_for(|stopping| *stopping).await;
@@ -87,19 +99,14 @@ pub async fn run(
         Some(address) => Some(serve(address, state, stop_requested(stopped.clone())).await?),
         None => None,
     };
-    let heads = {
-        let runners = async {
-            tokio::try_join!(
-                activity.run(until, stop_requested(stopped.clone())),
-                frequency.run(until, stop_requested(stopped.clone())),
-            )
-        };
-        tokio::pin!(runners);
+    let head = {
+        let projecting = runner.run(until, stop_requested(stopped.clone()));
+        tokio::pin!(projecting);
         tokio::select! {
-            result = &mut runners => result,
+            result = &mut projecting => result,
             () = &mut shutdown => {
                 let _ = stop.send(true);
-                runners.await
+                projecting.await
             }
         }
     };
@@ -107,15 +114,12 @@ pub async fn run(
     if let Some(http) = http {
         http.await.context("HTTP server task failed")??;
     }
-    let (activity_head, frequency_head) = heads.context("projection stopped")?;
+    let head = head.context("projection stopped")?;
 
-    activity.store().flush().await?;
-    frequency.store().flush().await?;
-    info!(
-        activity = activity_head.seq,
-        frequency = frequency_head.seq,
-        "projections flushed"
-    );
+    for store in runner.stores() {
+        store.flush().await?;
+    }
+    info!(seq = head.seq, "projections flushed");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -129,7 +133,7 @@ pub fn digest(data_dir: &Path, config: &Config, json_output: bool) -> anyhow::Re
         );
     }
     for name in MODELS {
-        let store = open_store(&dir.join(name), name)?;
+        let store = open_model(data_dir, config, name)?;
         let checkpoint = store.checkpoint()?;
         let digest = store.digest()?;
         let seq = checkpoint.map_or(0, |head| head.seq);
@@ -168,8 +172,8 @@ async fn serve(
     }))
 }
 
-fn open_store(dir: &Path, name: &str) -> anyhow::Result<ModelStore> {
-    ModelStore::open(dir, name).with_context(|| {
+fn open_store(backend: Backend, dir: &Path, name: &str) -> anyhow::Result<ModelStore> {
+    ModelStore::open_with(backend, dir, name).with_context(|| {
         format!(
             "failed to open the read models in {}; if a projector is running, stop it first",
             dir.display()

@@ -14,6 +14,7 @@
 //! | `h` ‖ site ‖ 0 ‖ local hour (1) | check-ins (8) |
 //! | `w` ‖ site ‖ 0 ‖ ISO weekday 1-7 (1) | check-ins (8) |
 //! | `v` ‖ site ‖ 0 ‖ customer ‖ 0 ‖ at_us (8) ‖ event id (16) | empty: the customer's scans at the site |
+//! | `l` ‖ site ‖ 0 ‖ customer ‖ 0 | at_us (8) ‖ event id (16) of the latest of those scans |
 //!
 //! A visit is a business rule, not a ledger fact: a customer's scans at one
 //! site belong to one visit while each follows the previous one within the
@@ -136,19 +137,36 @@ impl Activity {
     ) -> Result<(), ProjectionError> {
         let prefix = scans_prefix(&facts.site, &facts.customer);
         let key = scan_key(&prefix, facts.at_us, id);
-        let others: Vec<Vec<u8>> = model
-            .scan_prefix(&prefix)?
-            .into_iter()
-            .map(|(other, _)| other)
-            .filter(|other| *other != key)
-            .collect();
-        let position = others.partition_point(|other| *other < key);
-        let previous = position
-            .checked_sub(1)
-            .map(|index| scan_time(&others[index], prefix.len()));
-        let next = others
-            .get(position)
-            .map(|other| scan_time(other, prefix.len()));
+        let latest_key = latest_scan_key(&facts.site, &facts.customer);
+        let latest = model.get(&latest_key)?;
+        let suffix = &key[prefix.len()..];
+        // A scan after the latest one, the common case, has no next scan and
+        // the latest as its previous: no range lookup needed.
+        let (previous, next) = match latest {
+            Some(latest) if insert && latest.as_slice() < suffix => {
+                (Some(scan_time(&latest, 0)), None)
+            }
+            None if insert => (None, None),
+            _ => {
+                let (previous, next) = model.neighbors(&prefix, &key)?;
+                if !insert && next.is_none() {
+                    // The latest scan goes: the one before it becomes the latest.
+                    match &previous {
+                        Some(previous) => {
+                            model.put(latest_key.clone(), previous[prefix.len()..].to_vec());
+                        }
+                        None => model.delete(latest_key.clone()),
+                    }
+                }
+                (
+                    previous.map(|other| scan_time(&other, prefix.len())),
+                    next.map(|other| scan_time(&other, prefix.len())),
+                )
+            }
+        };
+        if insert && next.is_none() {
+            model.put(latest_key, suffix.to_vec());
+        }
 
         let window = self.visit_window_us;
         let starts =
@@ -310,6 +328,12 @@ fn scans_prefix(site: &str, customer: &str) -> Vec<u8> {
     key.push(0);
     key.extend_from_slice(customer.as_bytes());
     key.push(0);
+    key
+}
+
+fn latest_scan_key(site: &str, customer: &str) -> Vec<u8> {
+    let mut key = scans_prefix(site, customer);
+    key[0] = b'l';
     key
 }
 

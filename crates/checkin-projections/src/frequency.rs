@@ -6,8 +6,8 @@
 //!
 //! | key | value |
 //! | --- | --- |
-//! | `e` ‖ event id (16) | customer of the check-in |
-//! | `c` ‖ customer | [`Scans`]: the customer's check-ins that are not voided, by time |
+//! | `e` ‖ event id (16) | customer ‖ 0 ‖ at_us (8): where the check-in's scan key is |
+//! | `c` ‖ customer ‖ 0 ‖ at_us (8) ‖ event id (16) | site: one check-in that is not voided |
 //! | `s` ‖ customer | [`CustomerSummary`] |
 //! | `r` | latest check-in time in the ledger so far, UTC microseconds (8, big-endian) |
 //! | `g` ‖ customer | the customer's segment at the last daily evaluation (1) |
@@ -20,12 +20,14 @@
 //! customer's history. The evaluation points and inputs follow ledger order
 //! only, so the history is the same whatever the batching.
 //!
-//! The summary is a pure function of the customer's scans, recomputed when
-//! they change, so a rebuild gives the same bytes whatever the batching.
+//! The summary is a pure function of the customer's scans, so a rebuild
+//! gives the same bytes whatever the batching. A check-in later than all of
+//! the customer's scans, the common case, updates the summary in place; a
+//! late check-in or a void recomputes it from the stored scans.
 //! Figures that depend on "now" (current streak, segment) are computed at
 //! query time from the summary and a reference time.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use bincode::{Decode, Encode};
 use checkin_core::record::RecordBody;
@@ -49,10 +51,6 @@ pub struct Scan {
     pub site: String,
 }
 
-/// A customer's check-ins that are not voided, sorted by time and event id.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Encode, Decode)]
-pub struct Scans(pub Vec<Scan>);
-
 /// Derived figures of one customer.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Encode, Decode)]
 pub struct CustomerSummary {
@@ -74,6 +72,10 @@ pub struct CustomerSummary {
     pub latest_streak_days: u32,
     /// Median gap in days between consecutive visit days, once there are two.
     pub typical_gap_days: Option<u32>,
+    /// Time of the latest scan at each site, UTC microseconds.
+    pub last_scan_at_site: BTreeMap<String, i64>,
+    /// The latest scan: time and event id.
+    pub latest_scan: Option<(i64, [u8; 16])>,
 }
 
 impl CustomerSummary {
@@ -138,7 +140,7 @@ impl Frequency {
     fn evaluate_segments(
         &self,
         at_us: i64,
-        touched: &BTreeMap<String, Vec<Scan>>,
+        touched: &BTreeMap<String, CustomerSummary>,
         model: &mut Overlay<'_>,
     ) -> Result<(), ProjectionError> {
         let day = self.rules.date_of(at_us);
@@ -151,9 +153,9 @@ impl Frequency {
                 summaries.insert(customer, decode(&key, &bytes)?);
             }
         }
-        for (customer, scans) in touched {
-            if !scans.is_empty() {
-                summaries.insert(customer.clone(), self.summarize(scans));
+        for (customer, summary) in touched {
+            if summary.check_ins > 0 {
+                summaries.insert(customer.clone(), summary.clone());
             }
         }
 
@@ -170,64 +172,68 @@ impl Frequency {
         Ok(())
     }
 
+    /// Returns the customer's scans as the batch so far left them, by time.
     fn load_scans(
         &self,
         customer: &str,
         model: &Overlay<'_>,
     ) -> Result<Vec<Scan>, ProjectionError> {
-        let key = prefixed(b'c', customer.as_bytes());
-        match model.get(&key)? {
-            Some(bytes) => Ok(decode::<Scans>(&key, &bytes)?.0),
-            None => Ok(Vec::new()),
+        let prefix = scans_prefix(customer);
+        let mut scans = Vec::new();
+        for (key, site) in model.scan_prefix(&prefix)? {
+            let Some((at_us, event_id)) = split_scan_key(&key[prefix.len()..]) else {
+                continue;
+            };
+            scans.push(Scan {
+                at_us,
+                event_id,
+                site: String::from_utf8_lossy(&site).into_owned(),
+            });
         }
-    }
-
-    fn store_scans(&self, customer: &str, scans: Scans, model: &mut Overlay<'_>) {
-        let scans_key = prefixed(b'c', customer.as_bytes());
-        let summary_key = prefixed(b's', customer.as_bytes());
-        if scans.0.is_empty() {
-            model.delete(scans_key);
-            model.delete(summary_key);
-            return;
-        }
-        model.put(summary_key, encode(&self.summarize(&scans.0)));
-        model.put(scans_key, encode(&scans));
+        Ok(scans)
     }
 
     /// Computes the summary of a customer's scans, sorted by time.
     pub fn summarize(&self, scans: &[Scan]) -> CustomerSummary {
-        let mut summary = CustomerSummary {
-            check_ins: scans.len() as u64,
-            ..CustomerSummary::default()
-        };
-        let mut last_at_site: BTreeMap<&str, i64> = BTreeMap::new();
+        let mut summary = CustomerSummary::default();
         for scan in scans {
-            let previous = last_at_site.insert(&scan.site, scan.at_us);
-            let starts_visit =
-                previous.is_none_or(|previous| scan.at_us - previous > self.visit_window_us);
-            if !starts_visit {
-                continue;
-            }
-            summary.visits += 1;
-            summary.first_visit_us.get_or_insert(scan.at_us);
-            summary.last_visit_us = Some(scan.at_us);
-            let day = self
-                .sites
-                .site_or_default(&scan.site)
-                .business_date(scan.at_us);
-            *summary
-                .visits_per_day
-                .entry(day.num_days_from_ce())
-                .or_default() += 1;
+            self.append(&mut summary, scan);
         }
-        summary.distinct_sites = last_at_site.len() as u64;
-
-        let days: BTreeSet<i32> = summary.visits_per_day.keys().copied().collect();
-        let (longest, latest) = streaks(&days);
-        summary.longest_streak_days = longest;
-        summary.latest_streak_days = latest;
-        summary.typical_gap_days = median_gap(&days);
         summary
+    }
+
+    /// Adds a scan later than every scan the summary covers, giving the
+    /// same summary as recomputing it with the scan included.
+    fn append(&self, summary: &mut CustomerSummary, scan: &Scan) {
+        summary.check_ins += 1;
+        summary.latest_scan = Some((scan.at_us, scan.event_id));
+        let previous = summary
+            .last_scan_at_site
+            .insert(scan.site.clone(), scan.at_us);
+        summary.distinct_sites = summary.last_scan_at_site.len() as u64;
+        let starts_visit =
+            previous.is_none_or(|previous| scan.at_us - previous > self.visit_window_us);
+        if !starts_visit {
+            return;
+        }
+        summary.visits += 1;
+        summary.first_visit_us.get_or_insert(scan.at_us);
+        summary.last_visit_us = Some(scan.at_us);
+        let day = self
+            .sites
+            .site_or_default(&scan.site)
+            .business_date(scan.at_us)
+            .num_days_from_ce();
+        let visits = summary.visits_per_day.entry(day).or_default();
+        *visits += 1;
+        if *visits == 1 {
+            // A new visit day: streaks and gaps depend on the set of days only.
+            let days: Vec<i32> = summary.visits_per_day.keys().copied().collect();
+            let (longest, latest) = streaks(&days);
+            summary.longest_streak_days = longest;
+            summary.latest_streak_days = latest;
+            summary.typical_gap_days = median_gap(&days);
+        }
     }
 }
 
@@ -240,19 +246,19 @@ impl Projection for Frequency {
         self.apply_batch(std::slice::from_ref(entry), model)
     }
 
-    /// Loads each customer's scans once per batch, applies the batch's
-    /// changes and writes the scans and summary once; the summary depends
-    /// only on the final scans, so the bytes equal one-by-one application.
+    /// Loads each customer's summary once per batch, applies the batch's
+    /// changes and writes the summary once; the summary depends only on the
+    /// final scans, so the bytes equal one-by-one application.
     fn apply_batch(
         &self,
         entries: &[LedgerEntry],
         model: &mut Overlay<'_>,
     ) -> Result<(), ProjectionError> {
-        let mut touched: BTreeMap<String, Vec<Scan>> = BTreeMap::new();
+        let mut touched: BTreeMap<String, CustomerSummary> = BTreeMap::new();
         let mut latest_us = model.get(b"r")?.as_deref().map_or(i64::MIN, read_i64);
         for entry in entries {
-            let (customer, change) = match &entry.record.body {
-                RecordBody::Genesis(_) => continue,
+            match &entry.record.body {
+                RecordBody::Genesis(_) => {}
                 RecordBody::CheckIn(check_in) => {
                     let new_day = latest_us == i64::MIN
                         || self.rules.date_of(check_in.at_us) > self.rules.date_of(latest_us);
@@ -260,44 +266,58 @@ impl Projection for Frequency {
                         self.evaluate_segments(check_in.at_us, &touched, model)?;
                     }
                     latest_us = latest_us.max(check_in.at_us);
-                    model.put(
-                        prefixed(b'e', &check_in.event_id.0),
-                        check_in.customer.as_bytes().to_vec(),
-                    );
+
+                    let customer = &check_in.customer;
+                    let mut locator = customer.as_bytes().to_vec();
+                    locator.push(0);
+                    locator.extend_from_slice(&check_in.at_us.to_be_bytes());
+                    model.put(prefixed(b'e', &check_in.event_id.0), locator);
                     let scan = Scan {
                         at_us: check_in.at_us,
                         event_id: check_in.event_id.0,
                         site: check_in.site.clone(),
                     };
-                    (check_in.customer.clone(), Change::Add(scan))
+                    model.put(
+                        scan_key(customer, scan.at_us, &scan.event_id),
+                        scan.site.as_bytes().to_vec(),
+                    );
+
+                    let summary = self.touch(customer, &mut touched, model)?;
+                    if summary
+                        .latest_scan
+                        .is_none_or(|latest| latest < (scan.at_us, scan.event_id))
+                    {
+                        self.append(summary, &scan);
+                    } else {
+                        *summary = self.summarize(&self.load_scans(customer, model)?);
+                    }
                 }
                 RecordBody::Void(void) => {
-                    let Some(customer) = model.get(&prefixed(b'e', &void.target.0))? else {
+                    let Some(locator) = model.get(&prefixed(b'e', &void.target.0))? else {
                         continue;
                     };
-                    (
-                        String::from_utf8_lossy(&customer).into_owned(),
-                        Change::Remove(void.target.0),
-                    )
+                    let Some((customer, at_us)) = split_locator(&locator) else {
+                        continue;
+                    };
+                    let key = scan_key(&customer, at_us, &void.target.0);
+                    if model.get(&key)?.is_none() {
+                        continue;
+                    }
+                    model.delete(key);
+                    let scans = self.load_scans(&customer, model)?;
+                    let summary = self.touch(&customer, &mut touched, model)?;
+                    *summary = self.summarize(&scans);
                 }
-            };
-
-            if !touched.contains_key(&customer) {
-                let scans = self.load_scans(&customer, model)?;
-                touched.insert(customer.clone(), scans);
-            }
-            let scans = touched.get_mut(&customer).expect("inserted above");
-            match change {
-                Change::Add(scan) => {
-                    let position = scans.partition_point(|existing| *existing < scan);
-                    scans.insert(position, scan);
-                }
-                Change::Remove(target) => scans.retain(|scan| scan.event_id != target),
             }
         }
 
-        for (customer, scans) in touched {
-            self.store_scans(&customer, Scans(scans), model);
+        for (customer, summary) in touched {
+            let key = prefixed(b's', customer.as_bytes());
+            if summary.check_ins == 0 {
+                model.delete(key);
+            } else {
+                model.put(key, encode(&summary));
+            }
         }
         if latest_us != i64::MIN {
             model.put(b"r".to_vec(), latest_us.to_be_bytes().to_vec());
@@ -306,13 +326,66 @@ impl Projection for Frequency {
     }
 }
 
-enum Change {
-    Add(Scan),
-    Remove([u8; 16]),
+impl Frequency {
+    /// Returns the customer's summary in this batch, loading it on first use.
+    fn touch<'t>(
+        &self,
+        customer: &str,
+        touched: &'t mut BTreeMap<String, CustomerSummary>,
+        model: &Overlay<'_>,
+    ) -> Result<&'t mut CustomerSummary, ProjectionError> {
+        if !touched.contains_key(customer) {
+            let key = prefixed(b's', customer.as_bytes());
+            let summary = match model.get(&key)? {
+                Some(bytes) => decode(&key, &bytes)?,
+                None => CustomerSummary::default(),
+            };
+            touched.insert(customer.to_owned(), summary);
+        }
+        Ok(touched.get_mut(customer).expect("inserted above"))
+    }
+}
+
+fn scans_prefix(customer: &str) -> Vec<u8> {
+    let mut key = prefixed(b'c', customer.as_bytes());
+    key.push(0);
+    key
+}
+
+fn scan_key(customer: &str, at_us: i64, event_id: &[u8; 16]) -> Vec<u8> {
+    let mut key = scans_prefix(customer);
+    key.extend_from_slice(&sortable_i64(at_us).to_be_bytes());
+    key.extend_from_slice(event_id);
+    key
+}
+
+/// Splits the part of a scan key after the customer into time and event id.
+fn split_scan_key(rest: &[u8]) -> Option<(i64, [u8; 16])> {
+    let at = <[u8; 8]>::try_from(rest.get(..8)?).ok()?;
+    let event_id = <[u8; 16]>::try_from(rest.get(8..24)?).ok()?;
+    Some(((u64::from_be_bytes(at) ^ (1 << 63)) as i64, event_id))
+}
+
+/// Splits an `e` value into customer and check-in time.
+fn split_locator(locator: &[u8]) -> Option<(String, i64)> {
+    let split = locator.len().checked_sub(9)?;
+    if locator[split] != 0 {
+        return None;
+    }
+    let at = <[u8; 8]>::try_from(&locator[split + 1..]).ok()?;
+    Some((
+        String::from_utf8_lossy(&locator[..split]).into_owned(),
+        i64::from_be_bytes(at),
+    ))
+}
+
+/// Maps an i64 onto a u64 that sorts the same way as big-endian bytes.
+fn sortable_i64(value: i64) -> u64 {
+    (value as u64) ^ (1 << 63)
 }
 
 /// Returns (longest, latest) runs of consecutive days.
-fn streaks(days: &BTreeSet<i32>) -> (u32, u32) {
+fn streaks(days: &[i32]) -> (u32, u32) {
     let mut longest = 0;
     let mut current = 0;
     let mut previous: Option<i32> = None;
@@ -329,9 +402,8 @@ fn streaks(days: &BTreeSet<i32>) -> (u32, u32) {
 }
 
 /// Returns the median gap between consecutive days, the lower one of the two middle gaps when even.
-fn median_gap(days: &BTreeSet<i32>) -> Option<u32> {
-    let ordered: Vec<i32> = days.iter().copied().collect();
-    let mut gaps: Vec<u32> = ordered
+fn median_gap(days: &[i32]) -> Option<u32> {
+    let mut gaps: Vec<u32> = days
         .windows(2)
         .map(|pair| (pair[1] - pair[0]) as u32)
         .collect();

@@ -109,17 +109,29 @@ pub enum Until {
     Forever,
 }
 
-/// Runs one projection over the ledger.
-pub struct Runner<P> {
-    ledger: StreamReader,
+/// A projection and the store it folds into.
+struct Model {
     store: ModelStore,
-    projection: P,
+    projection: Box<dyn Projection>,
+    /// Last record committed to `store`.
+    applied: Option<ChainHead>,
+}
+
+/// Runs projections over the ledger, reading it once for all of them.
+///
+/// Each projection keeps its own store and checkpoint, so the runner starts
+/// at the lowest checkpoint and hands each projection only the records past
+/// its own. Every batch is verified and decoded once, then the projections
+/// fold and commit it side by side on their own threads.
+pub struct Runner {
+    ledger: StreamReader,
+    models: Vec<Model>,
     batch_size: usize,
     linger: Duration,
 }
 
-impl<P: Projection> Runner<P> {
-    /// Creates a runner over an existing ledger stream.
+impl Runner {
+    /// Creates a runner of one projection over an existing ledger stream.
     ///
     /// # Errors
     ///
@@ -127,20 +139,36 @@ impl<P: Projection> Runner<P> {
     pub async fn new(
         js: &jetstream::Context,
         store: ModelStore,
-        projection: P,
+        projection: impl Projection + 'static,
     ) -> Result<Self, RunnerError> {
         Ok(Self {
             ledger: StreamReader::open(js, LEDGER_STREAM).await?,
-            store,
-            projection,
+            models: Vec::new(),
             batch_size: 1000,
             linger: Duration::from_millis(5),
-        })
+        }
+        .with(store, projection))
     }
 
-    /// Returns the model store.
+    /// Adds a projection that reads the same ledger records.
+    #[must_use]
+    pub fn with(mut self, store: ModelStore, projection: impl Projection + 'static) -> Self {
+        self.models.push(Model {
+            store,
+            projection: Box::new(projection),
+            applied: None,
+        });
+        self
+    }
+
+    /// Returns the store of the first projection.
     pub fn store(&self) -> &ModelStore {
-        &self.store
+        &self.models[0].store
+    }
+
+    /// Returns the store of each projection, in the order they were added.
+    pub fn stores(&self) -> impl Iterator<Item = &ModelStore> {
+        self.models.iter().map(|model| &model.store)
     }
 
     /// Returns the ledger's last sequence now.
@@ -152,31 +180,46 @@ impl<P: Projection> Runner<P> {
         Ok(self.ledger.bounds().await?.1)
     }
 
-    /// Applies ledger records from the checkpoint on until `until`, or until
-    /// `shutdown` completes after the batch in hand is committed.
+    /// Applies ledger records from the checkpoints on until `until`, or until
+    /// `shutdown` completes after the batch in hand is committed. Returns the
+    /// last record applied.
     ///
     /// # Errors
     ///
     /// Fails on a broken chain, an undecodable record, a damaged model or
-    /// storage failure; the model then stays at its last committed batch.
+    /// storage failure; each model then stays at its last committed batch.
     ///
     /// # Cancel safety
     ///
     /// Dropping the future loses at most the uncommitted batch, which the
-    /// next run applies again from the checkpoint.
+    /// next run applies again from the checkpoints.
     pub async fn run(
         &mut self,
         until: Until,
         shutdown: impl Future<Output = ()>,
     ) -> Result<ChainHead, RunnerError> {
-        let span = info_span!("projection", name = self.projection.name());
+        let names: Vec<&str> = self
+            .models
+            .iter()
+            .map(|model| model.projection.name())
+            .collect();
+        let span = info_span!("projection", models = names.join(",").as_str());
         async move {
-            let checkpoint = self.store.checkpoint()?;
-            let mut verifier = match checkpoint {
+            for model in &mut self.models {
+                model.applied = model.store.checkpoint()?;
+            }
+            // The lowest checkpoint, or none when any model is empty.
+            let resume = self
+                .models
+                .iter()
+                .map(|model| model.applied)
+                .min_by_key(|applied| applied.map(|head| head.seq))
+                .flatten();
+            let mut verifier = match resume {
                 Some(head) => ChainVerifier::resume(head),
                 None => ChainVerifier::new(),
             };
-            let start = checkpoint.map_or(GENESIS_SEQ, |head| head.seq + 1);
+            let start = resume.map_or(GENESIS_SEQ, |head| head.seq + 1);
             if let Until::Seq(last) = until
                 && last < start
             {
@@ -196,9 +239,11 @@ impl<P: Projection> Runner<P> {
                     return Err(RunnerError::Ended(verifier.head().seq));
                 };
                 let batch = self.collect(first?, &mut records).await?;
-                self.apply_batch(&batch, &mut verifier)?;
+                let entries = self.verify_and_decode(&batch, &mut verifier)?;
+                let head = verifier.head();
+                self.apply_batch(&entries, head)?;
                 if let Until::Seq(last) = until
-                    && verifier.head().seq >= last
+                    && head.seq >= last
                 {
                     break;
                 }
@@ -225,12 +270,13 @@ impl<P: Projection> Runner<P> {
         Ok(batch)
     }
 
-    /// Verifies, decodes and applies a batch, then commits it with its checkpoint.
-    fn apply_batch(
+    /// Checks each record's chain link, and that a model's checkpoint names
+    /// the hash the ledger has at that sequence, then decodes the records.
+    fn verify_and_decode(
         &self,
         batch: &[StoredMessage],
         verifier: &mut ChainVerifier,
-    ) -> Result<(), RunnerError> {
+    ) -> Result<Vec<LedgerEntry>, RunnerError> {
         let mut entries = Vec::with_capacity(batch.len());
         for message in batch {
             verifier.push(message.link());
@@ -239,6 +285,24 @@ impl<P: Projection> Runner<P> {
                     seq: finding.seq,
                     detail: finding.to_string(),
                 });
+            }
+            let head = verifier.head();
+            for model in &self.models {
+                if let Some(applied) = model.applied
+                    && applied.seq == head.seq
+                    && applied.hash != head.hash
+                {
+                    return Err(RunnerError::BrokenChain {
+                        seq: head.seq,
+                        detail: format!(
+                            "the {} model was built from a record with hash {}, but the ledger has {}: \
+                             the model belongs to another ledger or to a rewritten history; rebuild it",
+                            model.projection.name(),
+                            applied.hash,
+                            head.hash
+                        ),
+                    });
+                }
             }
             let record =
                 codec::decode(&message.payload).map_err(|err| RunnerError::BrokenChain {
@@ -250,14 +314,40 @@ impl<P: Projection> Runner<P> {
                 record,
             });
         }
+        Ok(entries)
+    }
+
+    /// Folds the batch into every model that has not applied it yet and
+    /// commits each with `head` as its checkpoint, one thread per model.
+    fn apply_batch(&mut self, entries: &[LedgerEntry], head: ChainHead) -> Result<(), RunnerError> {
+        let results: Vec<Result<(), RunnerError>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = self
+                .models
+                .iter_mut()
+                .map(|model| scope.spawn(move || model.apply(entries, head)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|handle| handle.join().expect("projection thread panicked"))
+                .collect()
+        });
+        results.into_iter().collect::<Result<(), _>>()?;
+        debug!(records = entries.len(), seq = head.seq, "batch committed");
+        Ok(())
+    }
+}
+
+impl Model {
+    fn apply(&mut self, entries: &[LedgerEntry], head: ChainHead) -> Result<(), RunnerError> {
+        let applied = self.applied.map_or(0, |applied| applied.seq);
+        let fresh = entries.partition_point(|entry| entry.seq <= applied);
+        if fresh == entries.len() {
+            return Ok(());
+        }
         let mut model = Overlay::new(&self.store);
-        self.projection.apply_batch(&entries, &mut model)?;
-        self.store.commit(model.into_writes(), verifier.head())?;
-        debug!(
-            records = batch.len(),
-            seq = verifier.head().seq,
-            "batch committed"
-        );
+        self.projection.apply_batch(&entries[fresh..], &mut model)?;
+        self.store.commit(model.into_writes(), head)?;
+        self.applied = Some(head);
         Ok(())
     }
 }

@@ -1,26 +1,35 @@
-//! The read-model store: one sled tree per projection, written only in
-//! atomic batches that carry the checkpoint.
+//! The read-model store: one tree per projection, in sled (the default) or
+//! in fjall, written only in atomic batches that carry the checkpoint.
 //!
 //! Invariant: the checkpoint key and the model changes it covers are written
 //! in one `apply_batch`, so after a crash the tree contains either the whole
 //! batch with its checkpoint or neither; the checkpoint is never on disk
-//! ahead of the data it covers.
+//! ahead of the data it covers. sled applies the batch as one log entry and
+//! fjall as one journal entry.
 //!
 //! Key `\0checkpoint` holds the last applied record: seq (8, big-endian) ‖
 //! chain hash (32). Every other key belongs to the projection.
 
 use std::collections::BTreeMap;
+use std::ops::Bound;
 use std::path::Path;
 
 use checkin_core::{ChainHash, ChainHead};
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 const CHECKPOINT_KEY: &[u8] = b"\0checkpoint";
 
 /// Failure of the read-model storage.
 #[derive(Debug, Error)]
-#[error("read-model storage failed: {0}")]
-pub struct StoreError(#[from] sled::Error);
+pub enum StoreError {
+    /// sled failed.
+    #[error("read-model storage (sled) failed: {0}")]
+    Sled(#[from] sled::Error),
+    /// fjall failed.
+    #[error("read-model storage (fjall) failed: {0}")]
+    Fjall(#[from] fjall::Error),
+}
 
 /// Pending writes of one batch: `None` deletes the key.
 pub type Writes = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
@@ -28,23 +37,99 @@ pub type Writes = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
 /// Key and value pairs in key order.
 pub type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
 
-/// The sled tree of one projection.
+/// The keys next to a key: the greatest one below it and the least one above it.
+pub type Neighbors = (Option<Vec<u8>>, Option<Vec<u8>>);
+
+/// The storage engine under a read model.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Backend {
+    /// sled 0.34: a B-tree with a log; the default.
+    #[default]
+    Sled,
+    /// fjall 3: an LSM tree whose write batches go to a journal.
+    Fjall,
+}
+
+impl Backend {
+    /// Returns the name used in configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sled => "sled",
+            Self::Fjall => "fjall",
+        }
+    }
+}
+
+impl std::str::FromStr for Backend {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        match name {
+            "sled" => Ok(Self::Sled),
+            "fjall" => Ok(Self::Fjall),
+            other => Err(format!(
+                "unknown read-model store {other:?}: expected \"sled\" or \"fjall\""
+            )),
+        }
+    }
+}
+
+#[derive(Clone)]
+enum Engine {
+    Sled {
+        db: sled::Db,
+        tree: sled::Tree,
+    },
+    Fjall {
+        db: fjall::Database,
+        keyspace: fjall::Keyspace,
+    },
+}
+
+/// The tree of one projection, in sled or in fjall.
 #[derive(Clone)]
 pub struct ModelStore {
-    db: sled::Db,
-    tree: sled::Tree,
+    engine: Engine,
 }
 
 impl ModelStore {
-    /// Opens or creates the store of projection `name` under `dir`.
+    /// Opens or creates the sled store of projection `name` under `dir`.
     ///
     /// # Errors
     ///
     /// Fails when sled cannot open the directory, such as when another process has it open.
     pub fn open(dir: &Path, name: &str) -> Result<Self, StoreError> {
-        let db = sled::Config::new().path(dir).open()?;
-        let tree = db.open_tree(name)?;
-        Ok(Self { db, tree })
+        Self::open_with(Backend::Sled, dir, name)
+    }
+
+    /// Opens or creates the store of projection `name` under `dir` in the given engine.
+    ///
+    /// # Errors
+    ///
+    /// Fails when the engine cannot open the directory, such as when another process has it open.
+    pub fn open_with(backend: Backend, dir: &Path, name: &str) -> Result<Self, StoreError> {
+        let engine = match backend {
+            Backend::Sled => {
+                let db = sled::Config::new().path(dir).open()?;
+                let tree = db.open_tree(name)?;
+                Engine::Sled { db, tree }
+            }
+            Backend::Fjall => {
+                let db = fjall::Database::builder(dir).open()?;
+                let keyspace = db.keyspace(name, fjall::KeyspaceCreateOptions::default)?;
+                Engine::Fjall { db, keyspace }
+            }
+        };
+        Ok(Self { engine })
+    }
+
+    /// Returns the engine under this store.
+    pub fn backend(&self) -> Backend {
+        match self.engine {
+            Engine::Sled { .. } => Backend::Sled,
+            Engine::Fjall { .. } => Backend::Fjall,
+        }
     }
 
     /// Returns the last applied record, `None` before the first batch.
@@ -53,10 +138,10 @@ impl ModelStore {
     ///
     /// Fails when storage fails.
     pub fn checkpoint(&self) -> Result<Option<ChainHead>, StoreError> {
-        let Some(bytes) = self.tree.get(CHECKPOINT_KEY)? else {
+        let Some(bytes) = self.get(CHECKPOINT_KEY)? else {
             return Ok(None);
         };
-        let Ok(bytes) = <[u8; 40]>::try_from(bytes.as_ref()) else {
+        let Ok(bytes) = <[u8; 40]>::try_from(bytes.as_slice()) else {
             return Ok(None);
         };
         let mut seq = [0u8; 8];
@@ -75,7 +160,10 @@ impl ModelStore {
     ///
     /// Fails when storage fails.
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.tree.get(key)?.map(|value| value.to_vec()))
+        Ok(match &self.engine {
+            Engine::Sled { tree, .. } => tree.get(key)?.map(|value| value.to_vec()),
+            Engine::Fjall { keyspace, .. } => keyspace.get(key)?.map(|value| value.to_vec()),
+        })
     }
 
     /// Returns every stored pair whose key starts with `prefix`, in key order.
@@ -84,13 +172,77 @@ impl ModelStore {
     ///
     /// Fails when storage fails.
     pub fn scan_prefix(&self, prefix: &[u8]) -> Result<Pairs, StoreError> {
-        self.tree
-            .scan_prefix(prefix)
-            .map(|item| {
-                let (key, value) = item?;
-                Ok((key.to_vec(), value.to_vec()))
-            })
-            .collect()
+        let mut pairs = Vec::new();
+        self.for_each_prefixed(prefix, |key, value| {
+            pairs.push((key.to_vec(), value.to_vec()));
+            true
+        })?;
+        Ok(pairs)
+    }
+
+    /// Calls `visit` with each stored pair whose key starts with `prefix`, in
+    /// key order, until it returns false.
+    ///
+    /// # Errors
+    ///
+    /// Fails when storage fails.
+    pub fn for_each_prefixed(
+        &self,
+        prefix: &[u8],
+        mut visit: impl FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StoreError> {
+        match &self.engine {
+            Engine::Sled { tree, .. } => {
+                for item in tree.scan_prefix(prefix) {
+                    let (key, value) = item?;
+                    if !visit(&key, &value) {
+                        break;
+                    }
+                }
+            }
+            Engine::Fjall { keyspace, .. } => {
+                for item in keyspace.prefix(prefix) {
+                    let (key, value) = item.into_inner()?;
+                    if !visit(&key, &value) {
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Returns the stored keys next to `key` among those starting with
+    /// `prefix`: the greatest one below `key` and the least one above it.
+    ///
+    /// # Errors
+    ///
+    /// Fails when storage fails.
+    pub fn neighbors(&self, prefix: &[u8], key: &[u8]) -> Result<Neighbors, StoreError> {
+        let below = (Bound::Included(prefix), Bound::Excluded(key));
+        let above = (Bound::Excluded(key), Bound::Unbounded);
+        let within = |found: Option<Vec<u8>>| found.filter(|found| found.starts_with(prefix));
+        Ok(match &self.engine {
+            Engine::Sled { tree, .. } => {
+                let previous = tree.range::<&[u8], _>(below).next_back().transpose()?;
+                let next = tree.range::<&[u8], _>(above).next().transpose()?;
+                (
+                    within(previous.map(|(found, _)| found.to_vec())),
+                    within(next.map(|(found, _)| found.to_vec())),
+                )
+            }
+            Engine::Fjall { keyspace, .. } => {
+                let previous = match keyspace.range::<&[u8], _>(below).next_back() {
+                    Some(item) => Some(item.key()?.to_vec()),
+                    None => None,
+                };
+                let next = match keyspace.range::<&[u8], _>(above).next() {
+                    Some(item) => Some(item.key()?.to_vec()),
+                    None => None,
+                };
+                (within(previous), within(next))
+            }
+        })
     }
 
     /// Applies a batch of writes and the new checkpoint atomically.
@@ -99,18 +251,34 @@ impl ModelStore {
     ///
     /// Fails when storage fails; then nothing of the batch was applied.
     pub fn commit(&self, writes: Writes, checkpoint: ChainHead) -> Result<(), StoreError> {
-        let mut batch = sled::Batch::default();
-        for (key, value) in writes {
-            match value {
-                Some(value) => batch.insert(key, value),
-                None => batch.remove(key),
-            }
-        }
         let mut encoded = [0u8; 40];
         encoded[..8].copy_from_slice(&checkpoint.seq.to_be_bytes());
         encoded[8..].copy_from_slice(&checkpoint.hash.0);
-        batch.insert(CHECKPOINT_KEY, &encoded[..]);
-        self.tree.apply_batch(batch)?;
+        match &self.engine {
+            Engine::Sled { tree, .. } => {
+                let mut batch = sled::Batch::default();
+                for (key, value) in writes {
+                    match value {
+                        Some(value) => batch.insert(key, value),
+                        None => batch.remove(key),
+                    }
+                }
+                batch.insert(CHECKPOINT_KEY, &encoded[..]);
+                tree.apply_batch(batch)?;
+            }
+            Engine::Fjall { db, keyspace } => {
+                // One journal entry: after a crash fjall recovers all of it or none.
+                let mut batch = db.batch();
+                for (key, value) in writes {
+                    match value {
+                        Some(value) => batch.insert(keyspace, key, value),
+                        None => batch.remove(keyspace, key),
+                    }
+                }
+                batch.insert(keyspace, CHECKPOINT_KEY, &encoded[..]);
+                batch.commit()?;
+            }
+        }
         Ok(())
     }
 
@@ -120,26 +288,37 @@ impl ModelStore {
     ///
     /// Fails when storage fails.
     pub async fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush_async().await?;
+        match &self.engine {
+            Engine::Sled { db, .. } => {
+                db.flush_async().await?;
+            }
+            Engine::Fjall { db, .. } => {
+                let db = db.clone();
+                tokio::task::spawn_blocking(move || db.persist(fjall::PersistMode::SyncAll))
+                    .await
+                    .map_err(|err| fjall::Error::Io(std::io::Error::other(err)))??;
+            }
+        }
         Ok(())
     }
 
     /// Returns a digest of the whole model and its checkpoint: BLAKE3 over
     /// every key and value in key order, each prefixed by its length as u64
-    /// little-endian. Equal digests mean byte-identical models.
+    /// little-endian. Equal digests mean byte-identical models, whichever
+    /// engine holds them.
     ///
     /// # Errors
     ///
     /// Fails when storage fails.
     pub fn digest(&self) -> Result<String, StoreError> {
         let mut hasher = blake3::Hasher::new();
-        for item in self.tree.iter() {
-            let (key, value) = item?;
+        self.for_each_prefixed(&[], |key, value| {
             hasher.update(&(key.len() as u64).to_le_bytes());
-            hasher.update(&key);
+            hasher.update(key);
             hasher.update(&(value.len() as u64).to_le_bytes());
-            hasher.update(&value);
-        }
+            hasher.update(value);
+            true
+        })?;
         Ok(hasher.finalize().to_hex().to_string())
     }
 }
@@ -200,6 +379,49 @@ impl<'a> Overlay<'a> {
             };
         }
         Ok(merged.into_iter().collect())
+    }
+
+    /// Returns the keys next to `key` among those starting with `prefix`, as
+    /// the batch so far left them: the greatest below `key` and the least above it.
+    ///
+    /// # Errors
+    ///
+    /// Fails when storage fails.
+    pub fn neighbors(&self, prefix: &[u8], key: &[u8]) -> Result<Neighbors, StoreError> {
+        // The nearest stored key may be deleted in this batch: step past deleted ones.
+        let mut previous = self.store.neighbors(prefix, key)?.0;
+        while let Some(found) = previous.take() {
+            if !matches!(self.writes.get(&found), Some(None)) {
+                previous = Some(found);
+                break;
+            }
+            previous = self.store.neighbors(prefix, &found)?.0;
+        }
+        let mut next = self.store.neighbors(prefix, key)?.1;
+        while let Some(found) = next.take() {
+            if !matches!(self.writes.get(&found), Some(None)) {
+                next = Some(found);
+                break;
+            }
+            next = self.store.neighbors(prefix, &found)?.1;
+        }
+
+        let pending_previous = self
+            .writes
+            .range::<[u8], _>((Bound::Included(prefix), Bound::Excluded(key)))
+            .rev()
+            .find(|(_, value)| value.is_some())
+            .map(|(found, _)| found.clone());
+        let pending_next = self
+            .writes
+            .range::<[u8], _>((Bound::Excluded(key), Bound::Unbounded))
+            .take_while(|(found, _)| found.starts_with(prefix))
+            .find(|(_, value)| value.is_some())
+            .map(|(found, _)| found.clone());
+
+        let previous = previous.into_iter().chain(pending_previous).max();
+        let next = next.into_iter().chain(pending_next).min();
+        Ok((previous, next))
     }
 
     /// Ends the batch and returns its writes.

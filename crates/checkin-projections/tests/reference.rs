@@ -12,7 +12,7 @@ use checkin_core::{ChainHash, ChainHead, EventId, Record};
 use checkin_projections::activity::{self, Activity};
 use checkin_projections::frequency::{self, Frequency};
 use checkin_projections::runner::{LedgerEntry, Projection};
-use checkin_projections::store::{ModelStore, Overlay};
+use checkin_projections::store::{Backend, ModelStore, Overlay};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use chrono_tz::Tz;
 use proptest::prelude::*;
@@ -170,10 +170,13 @@ fn visit_starts(live: &[Live]) -> Vec<&Live> {
 fn project(
     entries: &[LedgerEntry],
     batch_sizes: &[usize],
+    backend: Backend,
     dir: &std::path::Path,
 ) -> (ModelStore, ModelStore) {
-    let activity_store = ModelStore::open(&dir.join("activity"), Activity::NAME).unwrap();
-    let frequency_store = ModelStore::open(&dir.join("frequency"), Frequency::NAME).unwrap();
+    let activity_store =
+        ModelStore::open_with(backend, &dir.join("activity"), Activity::NAME).unwrap();
+    let frequency_store =
+        ModelStore::open_with(backend, &dir.join("frequency"), Frequency::NAME).unwrap();
     let activity = Activity::new(registry());
     let frequency = Frequency::new(registry());
 
@@ -202,11 +205,18 @@ fn project(
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
+    /// Runs against both storage engines, which must also hold byte-identical models.
     #[test]
     fn models_equal_reference(steps in steps(), batch_sizes in proptest::collection::vec(1usize..20, 1..5)) {
         let (entries, live) = ledger(&steps);
+        let fjall_dir = tempfile::tempdir().unwrap();
+        let (activity_fjall, frequency_fjall) = project(&entries, &batch_sizes, Backend::Fjall, fjall_dir.path());
         let dir = tempfile::tempdir().unwrap();
-        let (activity_store, frequency_store) = project(&entries, &batch_sizes, dir.path());
+        let (activity_sled, frequency_sled) = project(&entries, &batch_sizes, Backend::Sled, dir.path());
+        prop_assert_eq!(activity_sled.digest().unwrap(), activity_fjall.digest().unwrap());
+        prop_assert_eq!(frequency_sled.digest().unwrap(), frequency_fjall.digest().unwrap());
+
+        for (activity_store, frequency_store) in [(&activity_sled, &frequency_sled), (&activity_fjall, &frequency_fjall)] {
 
         // Site days.
         let mut expected: HashMap<(usize, NaiveDate), (u64, u64, BTreeSet<&str>)> = HashMap::new();
@@ -222,7 +232,7 @@ proptest! {
         let from = NaiveDate::from_ymd_opt(2026, 10, 28).unwrap();
         let to = NaiveDate::from_ymd_opt(2026, 11, 6).unwrap();
         for (site, (id, _, _)) in SITES.iter().enumerate() {
-            for (date, figures) in activity::site_days(&activity_store, id, from, to).unwrap() {
+            for (date, figures) in activity::site_days(activity_store, id, from, to).unwrap() {
                 let (check_ins, visits, customers) = expected.get(&(site, date)).cloned().unwrap_or_default();
                 prop_assert_eq!(figures.check_ins, check_ins, "check-ins at {} on {}", id, date);
                 prop_assert_eq!(figures.visits, visits, "visits at {} on {}", id, date);
@@ -233,7 +243,7 @@ proptest! {
         // Customer summaries.
         for customer in ["c0", "c1", "c2", "c3"] {
             let mine: Vec<&Live> = live.iter().filter(|check_in| check_in.customer == customer).collect();
-            let summary = frequency::customer(&frequency_store, customer).unwrap();
+            let summary = frequency::customer(frequency_store, customer).unwrap();
             if mine.is_empty() {
                 prop_assert!(summary.is_none(), "{} has no check-in left", customer);
                 continue;
@@ -266,10 +276,12 @@ proptest! {
             prop_assert_eq!(summary.typical_gap_days, (!gaps.is_empty()).then(|| gaps[(gaps.len() - 1) / 2]));
         }
 
+        }
+
         // Batch independence: one record per batch gives the same bytes.
         let other = tempfile::tempdir().unwrap();
-        let (activity_one, frequency_one) = project(&entries, &[1], other.path());
-        prop_assert_eq!(activity_store.digest().unwrap(), activity_one.digest().unwrap());
-        prop_assert_eq!(frequency_store.digest().unwrap(), frequency_one.digest().unwrap());
+        let (activity_one, frequency_one) = project(&entries, &[1], Backend::Sled, other.path());
+        prop_assert_eq!(activity_sled.digest().unwrap(), activity_one.digest().unwrap());
+        prop_assert_eq!(frequency_sled.digest().unwrap(), frequency_one.digest().unwrap());
     }
 }
