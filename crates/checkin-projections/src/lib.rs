@@ -26,3 +26,4 @@ pub mod frequency;
 pub mod runner;
 pub mod segments;
 pub mod store;
+mod visits;
