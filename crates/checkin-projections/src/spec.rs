@@ -428,7 +428,12 @@ pub fn parse(text: &str) -> Result<Spec, SpecError> {
     })
 }
 
-fn validate_name(name: &str) -> Result<(), SpecError> {
+/// Checks a spec name: 1 to [`MAX_NAME_LEN`] characters of `a-z`, `0-9` and `_`.
+///
+/// # Errors
+///
+/// Returns [`SpecErrorKind::InvalidName`] for field `name`.
+pub fn validate_name(name: &str) -> Result<(), SpecError> {
     let valid = !name.is_empty()
         && name.len() <= MAX_NAME_LEN
         && name
