@@ -438,3 +438,12 @@ fn empty_model_has_no_rows() {
     assert!(spec::rows(&store).unwrap().is_empty());
     assert!(spec::stored_spec(&store).unwrap().is_none());
 }
+
+#[test]
+fn shipped_example_parses() {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/spec-weekly.toml");
+    let text = std::fs::read_to_string(&path).expect("example exists");
+    let spec = spec::parse(&text).expect("example is valid");
+    assert_eq!(spec.model_name(), "spec_gym_weekly");
+}
