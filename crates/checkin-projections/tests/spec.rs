@@ -447,3 +447,166 @@ fn shipped_example_parses() {
     let spec = spec::parse(&text).expect("example is valid");
     assert_eq!(spec.model_name(), "spec_gym_weekly");
 }
+
+mod reference {
+    //! Property test: `site` × `local_day` rows equal a plain in-memory count
+    //! on random ledgers with repeat scans, late records and voids.
+
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use chrono::{Duration, NaiveDate};
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const SITES: [(&str, i64); 2] = [("sh-jingan", 0), ("sh-xuhui", 5)];
+    /// 2026-05-01T00:00:00+08:00; scans fall in the following three days.
+    const START_S: i64 = 1_777_564_800;
+
+    #[derive(Clone, Debug)]
+    enum RandomStep {
+        /// Customer, site index, minute after the start.
+        CheckIn(u8, usize, i64),
+        /// Index into the check-ins so far.
+        Void(usize),
+    }
+
+    fn steps() -> impl Strategy<Value = Vec<RandomStep>> {
+        let spread = (0u8..3, 0usize..2, 0i64..(3 * 1440))
+            .prop_map(|(customer, site, minute)| RandomStep::CheckIn(customer, site, minute));
+        // Close together around Xuhui's 05:00 day start, inside and outside the window.
+        let close = (0u8..2, 0usize..2, 1440 + 270i64..1440 + 330)
+            .prop_map(|(customer, site, minute)| RandomStep::CheckIn(customer, site, minute));
+        let void = (0usize..30).prop_map(RandomStep::Void);
+        proptest::collection::vec(prop_oneof![3 => spread, 3 => close, 1 => void], 1..40)
+    }
+
+    /// A check-in of the plain count: customer, site index, time in seconds, ledger sequence.
+    type Live = (String, usize, i64, u64);
+
+    /// Returns the ledger and the check-ins left after voids.
+    fn build(steps: &[RandomStep]) -> (Vec<LedgerEntry>, Vec<Live>) {
+        let mut entries = Vec::new();
+        let mut check_ins: Vec<Live> = Vec::new();
+        let mut voided = BTreeSet::new();
+        for (index, step) in steps.iter().enumerate() {
+            let seq = index as u64 + 2;
+            let body = match step {
+                RandomStep::CheckIn(customer, site, minute) => {
+                    let customer = format!("c{customer}");
+                    let at_s = START_S + minute * 60;
+                    check_ins.push((customer.clone(), *site, at_s, seq));
+                    let mut id = [0u8; 16];
+                    id[..8].copy_from_slice(&seq.to_be_bytes());
+                    RecordBody::CheckIn(CheckIn {
+                        event_id: EventId(id),
+                        customer,
+                        site: SITES[*site].0.into(),
+                        device: "d".into(),
+                        at_us: at_s * 1_000_000,
+                        utc_offset_s: 8 * 3600,
+                        method: Method::Qr,
+                        location: None,
+                        activity: None,
+                        staff: None,
+                        attributes: Vec::new(),
+                        source: Source::Import,
+                    })
+                }
+                RandomStep::Void(target) => {
+                    if check_ins.is_empty() {
+                        continue;
+                    }
+                    let target = target % check_ins.len();
+                    voided.insert(target);
+                    let mut id = [0u8; 16];
+                    id[..8].copy_from_slice(&check_ins[target].3.to_be_bytes());
+                    RecordBody::Void(Void {
+                        event_id: EventId([0xff; 16]),
+                        target: EventId(id),
+                        reason: "test".into(),
+                        requested_by: "qa".into(),
+                    })
+                }
+            };
+            entries.push(LedgerEntry {
+                seq,
+                record: Record {
+                    recorded_at_us: 0,
+                    body,
+                },
+            });
+        }
+        let live = check_ins
+            .into_iter()
+            .enumerate()
+            .filter(|(index, _)| !voided.contains(index))
+            .map(|(_, check_in)| check_in)
+            .collect();
+        (entries, live)
+    }
+
+    fn business_date(site: usize, at_s: i64) -> NaiveDate {
+        let local = DateTime::from_timestamp(at_s + 8 * 3600, 0)
+            .unwrap()
+            .naive_utc();
+        (local - Duration::hours(SITES[site].1)).date()
+    }
+
+    /// Counts (check-ins, visits, unique customers) per (site, business date).
+    fn expected(live: &[Live]) -> Vec<(Vec<String>, Vec<u64>)> {
+        let mut figures: BTreeMap<(String, String), (u64, u64, BTreeSet<String>)> = BTreeMap::new();
+        let mut by_customer_site: BTreeMap<(String, usize), Vec<(i64, u64)>> = BTreeMap::new();
+        for (customer, site, at_s, seq) in live {
+            let group = (
+                SITES[*site].0.to_string(),
+                business_date(*site, *at_s).to_string(),
+            );
+            let entry = figures.entry(group).or_default();
+            entry.0 += 1;
+            entry.2.insert(customer.clone());
+            by_customer_site
+                .entry((customer.clone(), *site))
+                .or_default()
+                .push((*at_s, *seq));
+        }
+        for ((_, site), mut scans) in by_customer_site {
+            scans.sort();
+            let mut previous: Option<i64> = None;
+            for (at_s, _) in scans {
+                if previous.is_none_or(|previous| at_s - previous > 600) {
+                    let group = (
+                        SITES[site].0.to_string(),
+                        business_date(site, at_s).to_string(),
+                    );
+                    figures.get_mut(&group).expect("visit day has check-ins").1 += 1;
+                }
+                previous = Some(at_s);
+            }
+        }
+        figures
+            .into_iter()
+            .map(|((site, day), (check_ins, visits, customers))| {
+                (
+                    vec![site, day],
+                    vec![check_ins, visits, customers.len() as u64],
+                )
+            })
+            .collect()
+    }
+
+    proptest! {
+        #[test]
+        fn site_days_equal_plain_count(steps in steps(), batch_size in 1usize..8) {
+            let (entries, live) = build(&steps);
+            let dir = tempfile::tempdir().unwrap();
+            let store = project(&dir, SITE_DAY_SPEC, &entries, batch_size);
+            let rows = spec::rows(&store).unwrap();
+            let actual: Vec<(Vec<String>, Vec<u64>)> = table(&rows)
+                .into_iter()
+                .map(|(group, measures)| (group.into_iter().map(String::from).collect(), measures))
+                .collect();
+            prop_assert_eq!(actual, expected(&live));
+        }
+    }
+}
