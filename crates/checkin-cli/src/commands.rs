@@ -81,6 +81,24 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             command: Some(ProjectCommand::Digest { json }),
             ..
         } => crate::project::digest(&cli.data_dir, &config, json),
+        Command::Project {
+            command: Some(ProjectCommand::Spec { file }),
+            ..
+        } => {
+            let client = connect(url.as_deref()).await?;
+            let js = jetstream::new(client);
+            let shutdown = shutdown_signal()?;
+            let built =
+                crate::spec::build_spec(&js, &cli.data_dir, &config, &file, shutdown).await?;
+            println!(
+                "{}\tseq {}\t{}\t{}",
+                built.model,
+                built.seq,
+                built.digest,
+                built.dir.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Query(query) => {
             let source = crate::query::Source {
                 data_dir: &cli.data_dir,
@@ -100,6 +118,30 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     limit,
                     json,
                 } => crate::query::segment(&source, &name, as_of.as_deref(), limit, json),
+                QueryCommand::Spec {
+                    name,
+                    json,
+                    csv,
+                    no_bom,
+                    out,
+                    as_of,
+                } => {
+                    let format = if csv {
+                        crate::spec::Format::Csv { bom: !no_bom }
+                    } else if json {
+                        crate::spec::Format::Json
+                    } else {
+                        crate::spec::Format::Text
+                    };
+                    crate::spec::query(
+                        &cli.data_dir,
+                        &config,
+                        &name,
+                        format,
+                        out.as_deref(),
+                        as_of.as_deref(),
+                    )
+                }
             }
         }
         Command::Bench(BenchCommand::Project { events }) => {

@@ -6,6 +6,7 @@ mod config;
 mod nats_server;
 mod project;
 mod query;
+mod spec;
 mod view;
 
 use std::path::PathBuf;
@@ -115,6 +116,12 @@ enum ProjectCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Build a spec projection defined in a TOML file from the whole ledger,
+    /// replacing the model `spec_NAME` once it reaches the ledger's head.
+    Spec {
+        /// Spec file, such as examples/spec-weekly.toml.
+        file: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -158,6 +165,29 @@ enum QueryCommand {
         /// Print one JSON object per customer.
         #[arg(long)]
         json: bool,
+    },
+    /// Rows of a spec projection built with `checkin project spec FILE`:
+    /// group columns, then measures. Reads the model directly.
+    Spec {
+        /// Spec name, as in the spec file's `name`.
+        name: String,
+        /// Print one JSON object per row.
+        #[arg(long, conflicts_with = "csv")]
+        json: bool,
+        /// Print CSV (RFC 4180, CRLF line ends), starting with a UTF-8 byte
+        /// order mark so that Excel reads Chinese text correctly.
+        #[arg(long)]
+        csv: bool,
+        /// Leave out the byte order mark, for programs that read the CSV.
+        #[arg(long, requires = "csv")]
+        no_bom: bool,
+        /// Write to this file instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Reference time for a segment filter (RFC 3339)
+        /// [default: the latest visit in the read models].
+        #[arg(long)]
+        as_of: Option<String>,
     },
 }
 

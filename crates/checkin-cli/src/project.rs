@@ -24,7 +24,7 @@ use crate::config::Config;
 const MODELS: [&str; 2] = [Activity::NAME, Frequency::NAME];
 
 /// Returns the directory of a ledger's read models.
-fn models_dir(data_dir: &Path, config: &Config) -> PathBuf {
+pub fn models_dir(data_dir: &Path, config: &Config) -> PathBuf {
     data_dir.join("models").join(&config.ledger)
 }
 

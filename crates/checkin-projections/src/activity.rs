@@ -31,9 +31,10 @@ use checkin_core::sites::SiteRegistry;
 use chrono::NaiveDate;
 use serde::Serialize;
 
-use crate::codec::{day_key, decode, encode};
+use crate::codec::{day_key, decode, encode, sortable_i64};
 use crate::runner::{LedgerEntry, Projection, ProjectionError};
 use crate::store::{ModelStore, Overlay, StoreError};
+use crate::visits::{scan_key, start_changes};
 
 /// Facts of one check-in kept so that a later void can be reversed.
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
@@ -137,54 +138,17 @@ impl Activity {
     ) -> Result<(), ProjectionError> {
         let prefix = scans_prefix(&facts.site, &facts.customer);
         let key = scan_key(&prefix, facts.at_us, id);
-        let latest_key = latest_scan_key(&facts.site, &facts.customer);
-        let latest = model.get(&latest_key)?;
-        let suffix = &key[prefix.len()..];
-        // A scan after the latest one, the common case, has no next scan and
-        // the latest as its previous: no range lookup needed.
-        let (previous, next) = match latest {
-            Some(latest) if insert && latest.as_slice() < suffix => {
-                (Some(scan_time(&latest, 0)), None)
-            }
-            None if insert => (None, None),
-            _ => {
-                let (previous, next) = model.neighbors(&prefix, &key)?;
-                if !insert && next.is_none() {
-                    // The latest scan goes: the one before it becomes the latest.
-                    match &previous {
-                        Some(previous) => {
-                            model.put(latest_key.clone(), previous[prefix.len()..].to_vec());
-                        }
-                        None => model.delete(latest_key.clone()),
-                    }
-                }
-                (
-                    previous.map(|other| scan_time(&other, prefix.len())),
-                    next.map(|other| scan_time(&other, prefix.len())),
-                )
-            }
-        };
-        if insert && next.is_none() {
-            model.put(latest_key, suffix.to_vec());
-        }
-
-        let window = self.visit_window_us;
-        let starts =
-            |earlier: Option<i64>, at: i64| earlier.is_none_or(|earlier| at - earlier > window);
-        let own_start = starts(previous, facts.at_us);
-        let next_start_without = next.map(|next| starts(previous, next));
-        let next_start_with = next.map(|next| starts(Some(facts.at_us), next));
-
-        let sign = if insert { 1 } else { -1 };
-        if own_start {
-            self.add_visits(&facts.site, facts.at_us, sign, model)?;
-        }
-        if let (Some(next), Some(without), Some(with)) = (next, next_start_without, next_start_with)
-            && without != with
-        {
-            // With the scan present the next one is a start only if it was already one without it.
-            let delta = if with { sign } else { -sign };
-            self.add_visits(&facts.site, next, delta, model)?;
+        let changes = start_changes(
+            model,
+            &prefix,
+            &latest_scan_key(&facts.site, &facts.customer),
+            &key,
+            facts.at_us,
+            insert,
+            self.visit_window_us,
+        )?;
+        for change in changes {
+            self.add_visits(&facts.site, change.at_us, change.delta, model)?;
         }
 
         if insert {
@@ -337,20 +301,6 @@ fn latest_scan_key(site: &str, customer: &str) -> Vec<u8> {
     key
 }
 
-fn scan_key(prefix: &[u8], at_us: i64, id: &EventId) -> Vec<u8> {
-    let mut key = prefix.to_vec();
-    key.extend_from_slice(&sortable_i64(at_us).to_be_bytes());
-    key.extend_from_slice(&id.0);
-    key
-}
-
-/// Reads the time back from a scan key.
-fn scan_time(key: &[u8], prefix_len: usize) -> i64 {
-    let mut bytes = [0u8; 8];
-    bytes.copy_from_slice(&key[prefix_len..prefix_len + 8]);
-    (u64::from_be_bytes(bytes) ^ (1 << 63)) as i64
-}
-
 fn stored_counter(store: &ModelStore, key: &[u8]) -> Result<u64, StoreError> {
     Ok(store.get(key)?.as_deref().map_or(0, counter_value))
 }
@@ -414,11 +364,6 @@ fn profile_key(kind: u8, site: &str, bucket: u8) -> Vec<u8> {
     key.push(0);
     key.push(bucket);
     key
-}
-
-/// Maps an i64 onto a u64 that sorts the same way as big-endian bytes.
-fn sortable_i64(value: i64) -> u64 {
-    (value as u64) ^ (1 << 63)
 }
 
 /// One check-in of a customer's timeline.

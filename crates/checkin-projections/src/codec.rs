@@ -36,3 +36,8 @@ pub(crate) fn day_key(day: NaiveDate) -> [u8; 4] {
 pub(crate) fn day_from_key(bytes: [u8; 4]) -> Option<NaiveDate> {
     NaiveDate::from_num_days_from_ce_opt((u32::from_be_bytes(bytes) ^ (1 << 31)) as i32)
 }
+
+/// Maps an i64 onto a u64 that sorts the same way as big-endian bytes.
+pub(crate) fn sortable_i64(value: i64) -> u64 {
+    (value as u64) ^ (1 << 63)
+}

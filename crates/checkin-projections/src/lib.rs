@@ -25,4 +25,6 @@ mod codec;
 pub mod frequency;
 pub mod runner;
 pub mod segments;
+pub mod spec;
 pub mod store;
+mod visits;
