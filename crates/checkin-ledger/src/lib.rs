@@ -14,6 +14,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod archive;
 pub mod dedupe;
 pub mod headers;
 pub mod reader;
