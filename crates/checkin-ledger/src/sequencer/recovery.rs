@@ -95,20 +95,26 @@ impl Sequencer {
     }
 
     /// Returns the ledger's genesis hash: recomputed from the stream while it
-    /// still contains the genesis record, else the archive's ledger id, else
-    /// the one the dedupe index was bound to.
+    /// still contains the genesis record, else the one the dedupe index was
+    /// bound to, else the archive's ledger id.
+    ///
+    /// The index comes before the archive because opening the archive checks
+    /// the digest of every segment, and `catch_up` runs after every failed
+    /// append. An index of another ledger is still caught: its last record
+    /// does not chain into the stream or the archive, and `catch_up` fails.
     async fn genesis_hash(&self, first: u64) -> Result<ChainHash, SequencerError> {
         if first > GENESIS_SEQ {
+            if let Some(id) = self.index.genesis()? {
+                return Ok(id);
+            }
             if let Some(id) = self.open_archive()?.and_then(|archive| archive.ledger_id()) {
                 return Ok(id);
             }
-            return self.index.genesis()?.ok_or_else(|| {
-                SequencerError::Archive(format!(
-                    "the ledger stream starts at seq {first} because older records were archived, \
-                     and the dedupe index is empty; set `[archive] dir` or --archive-dir to the \
-                     archive directory so the index can be rebuilt from it"
-                ))
-            });
+            return Err(SequencerError::Archive(format!(
+                "the ledger stream starts at seq {first} because older records were archived, \
+                 and the dedupe index is empty; set `[archive] dir` or --archive-dir to the \
+                 archive directory so the index can be rebuilt from it"
+            )));
         }
         let Some(genesis) = self.ledger.get(GENESIS_SEQ).await? else {
             return Err(SequencerError::BrokenChain(
