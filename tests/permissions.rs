@@ -118,4 +118,36 @@ async fn each_role_limited_to_its_subjects() {
         ledger.purge_below(2).await.is_err(),
         "sequencer must not purge the ledger"
     );
+
+    // The archiver may read and purge the ledger, and publish nothing.
+    let archiver = connect_as(&server, "archiver").await;
+    assert!(
+        publish_as(&archiver, INTAKE_LIVE).await.is_err(),
+        "archiver must not publish check-ins"
+    );
+    // The same calls `checkin archive` makes: info, get, an ordered read, purge.
+    let archiver_js = jetstream::new(archiver);
+    let ledger = StreamReader::open(&archiver_js, LEDGER_STREAM)
+        .await
+        .expect("archiver opens the ledger");
+    assert!(
+        ledger
+            .get(1)
+            .await
+            .expect("archiver gets a record")
+            .is_some()
+    );
+    let mut range = ledger.range(1, 2).await.expect("archiver reads a range");
+    let mut read = 0;
+    while let Some(message) = futures::StreamExt::next(&mut range).await {
+        message.expect("archiver reads a record");
+        read += 1;
+    }
+    assert_eq!(read, 2);
+    assert_eq!(ledger.purge_below(3).await.expect("archiver purges"), 2);
+    assert_eq!(
+        reader.bounds().await.expect("ledger bounds"),
+        (3, 3),
+        "archiver purged the archived records"
+    );
 }

@@ -29,11 +29,18 @@ use crate::{
 const PUBLISH_WINDOW: usize = 256;
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let (config, config_path) = Config::load(cli.config.as_deref())?;
+    let (mut config, config_path) = Config::load(cli.config.as_deref())?;
+    if let Some(dir) = &cli.archive_dir {
+        config.archive.dir = Some(dir.clone());
+    }
     if let Some(path) = &config_path {
         tracing::debug!(path = %path.display(), "configuration loaded");
     }
     let url = cli.nats.clone();
+    let archive_dir = cli
+        .archive_dir
+        .clone()
+        .or_else(|| config.archive.dir.clone());
 
     match cli.command {
         Command::Up { port, listen } => up(url, port, listen, &cli.data_dir, config).await,
@@ -64,7 +71,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             ledger_tail(url.as_deref(), count, json).await
         }
         Command::Ledger(LedgerCommand::Show { seq, json }) => {
-            ledger_show(url.as_deref(), seq, json).await
+            ledger_show(url.as_deref(), archive_dir.as_deref(), seq, json).await
         }
         Command::Rejected(RejectedCommand::Tail { count, json }) => {
             rejected_tail(url.as_deref(), count, json).await
@@ -144,6 +151,32 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
         }
+        Command::Archive {
+            up_to,
+            before,
+            to,
+            segment_records,
+        } => {
+            let end = match (up_to, before) {
+                (Some(seq), _) => crate::archive::ArchiveEnd::UpTo(seq),
+                (None, Some(date)) => {
+                    crate::archive::ArchiveEnd::StoredBefore(start_of_day_ns(date)?)
+                }
+                (None, None) => bail!("give --up-to SEQ or --before DATE"),
+            };
+            let Some(dir) = to.or(archive_dir) else {
+                bail!(
+                    "no archive directory: give --to DIR, --archive-dir DIR or `[archive] dir` in checkin.toml"
+                );
+            };
+            let client = connect(url.as_deref()).await?;
+            let options = crate::archive::ArchiveOptions {
+                end,
+                dir,
+                segment_records,
+            };
+            crate::archive::run(client, options).await
+        }
         Command::Bench(BenchCommand::Project { events }) => {
             crate::bench::project(events).await?;
             Ok(ExitCode::SUCCESS)
@@ -153,6 +186,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Returns 00:00 UTC on `date` in Unix nanoseconds.
+fn start_of_day_ns(date: chrono::NaiveDate) -> anyhow::Result<i64> {
+    date.and_hms_opt(0, 0, 0)
+        .and_then(|start| start.and_utc().timestamp_nanos_opt())
+        .with_context(|| format!("--before {date} is outside the years 1677 to 2262"))
 }
 
 async fn connect(url: Option<&str>) -> anyhow::Result<async_nats::Client> {
@@ -433,14 +473,53 @@ async fn ledger_tail(url: Option<&str>, count: u64, json: bool) -> anyhow::Resul
     Ok(ExitCode::SUCCESS)
 }
 
-async fn ledger_show(url: Option<&str>, seq: u64, json: bool) -> anyhow::Result<ExitCode> {
+async fn ledger_show(
+    url: Option<&str>,
+    archive_dir: Option<&Path>,
+    seq: u64,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
     let reader = open_stream(url, LEDGER_STREAM).await?;
-    let Some(message) = reader.get(seq).await? else {
-        let (first, last) = reader.bounds().await?;
+    if let Some(message) = reader.get(seq).await? {
+        print_record(&message, json);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let (first, last) = reader.bounds().await?;
+    if seq == 0 || seq >= first {
         bail!("no ledger record at seq {seq}; the stream contains seq {first} to {last}");
+    }
+    let Some(dir) = archive_dir else {
+        bail!(
+            "seq {seq} was archived: the stream contains seq {first} to {last}; \
+             give --archive-dir DIR or set `[archive] dir` to read it from the archive"
+        );
     };
+    let message = read_archived(dir, seq)?;
     print_record(&message, json);
     Ok(ExitCode::SUCCESS)
+}
+
+/// Reads one record from the archive, verifying its segment's chain up to it.
+fn read_archived(dir: &Path, seq: u64) -> anyhow::Result<checkin_ledger::reader::StoredMessage> {
+    let archive = checkin_ledger::archive::ArchiveSet::open(dir)
+        .with_context(|| format!("failed to open the archive in {}", dir.display()))?;
+    let Some(segment) = archive.segment_for(seq) else {
+        bail!(
+            "seq {seq} is in neither the stream nor the archive in {}, which ends at seq {}",
+            dir.display(),
+            archive.last_seq()
+        );
+    };
+    let mut reader = segment.reader()?;
+    while let Some(record) = reader.next_record()? {
+        if record.seq == seq {
+            return Ok(record.to_message());
+        }
+    }
+    bail!(
+        "segment {} ended before seq {seq}",
+        segment.path().display()
+    )
 }
 
 fn print_record(message: &checkin_ledger::reader::StoredMessage, json: bool) {

@@ -27,6 +27,7 @@ pub struct Config {
     pub streams: StreamsSection,
     pub projections: ProjectionsSection,
     pub segments: SegmentRules,
+    pub archive: ArchiveSection,
     pub sites: HashMap<String, Site>,
 }
 
@@ -41,6 +42,7 @@ impl Default for Config {
             streams: StreamsSection::default(),
             projections: ProjectionsSection::default(),
             segments: SegmentRules::default(),
+            archive: ArchiveSection::default(),
             sites: HashMap::new(),
         }
     }
@@ -136,6 +138,13 @@ impl Default for ProjectionsSection {
     }
 }
 
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ArchiveSection {
+    /// Directory of archive segment files, relative to the working directory.
+    pub dir: Option<PathBuf>,
+}
+
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StreamsSection {
@@ -226,6 +235,7 @@ impl Config {
                 allow_unknown_sites: self.allow_unknown_sites,
             },
             topology: self.topology(),
+            archive_dir: self.archive.dir.clone(),
             ..SequencerConfig::default()
         }
     }

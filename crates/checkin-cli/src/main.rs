@@ -1,5 +1,6 @@
 //! `checkin`: one binary for every role of the check-in ledger.
 
+mod archive;
 mod bench;
 mod commands;
 mod config;
@@ -45,6 +46,12 @@ struct Cli {
         global = true
     )]
     api: String,
+
+    /// Archive directory of segment files; overrides `[archive] dir` in the
+    /// configuration. The sequencer rebuilds its dedupe index from it after a
+    /// purge, and `checkin ledger show` reads archived records from it.
+    #[arg(long, env = "CHECKIN_ARCHIVE_DIR", global = true)]
+    archive_dir: Option<PathBuf>,
 
     /// Configuration file [default: ./checkin.toml when present].
     #[arg(long, env = "CHECKIN_CONFIG", global = true)]
@@ -102,6 +109,27 @@ enum Command {
     /// Read the read models, directly or through the running query API.
     #[command(subcommand)]
     Query(QueryCommand),
+    /// Move a sealed range of the ledger into archive segment files, verify
+    /// them, then purge it from the stream. The stream's last record always
+    /// stays in the stream.
+    #[command(group(clap::ArgGroup::new("end").required(true).args(["up_to", "before"])))]
+    Archive {
+        /// Archive every record up to and including this sequence (capped at
+        /// the record before the stream's last one).
+        #[arg(long, value_name = "SEQ")]
+        up_to: Option<u64>,
+        /// Archive every record that JetStream stored before 00:00 UTC on
+        /// this date (YYYY-MM-DD), by stored time, not check-in time. Stops at
+        /// the first record stored at or after that moment.
+        #[arg(long, value_name = "DATE")]
+        before: Option<chrono::NaiveDate>,
+        /// Archive directory [default: --archive-dir or `[archive] dir`].
+        #[arg(long, value_name = "DIR")]
+        to: Option<PathBuf>,
+        /// Records per segment file.
+        #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
+        segment_records: u64,
+    },
     /// Measure throughput beside raw JetStream baselines, on local nats-servers it starts.
     #[command(subcommand)]
     Bench(BenchCommand),

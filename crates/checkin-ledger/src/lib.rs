@@ -1,6 +1,7 @@
 //! The write side of the checkin ledger on NATS JetStream: stream topology,
 //! the sequencer that chains and appends records, the persistent dedupe
-//! index, and readers for the ledger and rejected streams.
+//! index, readers for the ledger and rejected streams, and the archive
+//! segment files that keep the ledger records purged from the stream.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -14,6 +15,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod archive;
 pub mod dedupe;
 pub mod headers;
 pub mod reader;

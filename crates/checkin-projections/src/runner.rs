@@ -98,6 +98,18 @@ pub enum RunnerError {
     /// The ledger ended before the requested sequence.
     #[error("ledger reader ended at seq {0}")]
     Ended(u64),
+    /// The records after the checkpoint were archived and purged from the stream.
+    #[error(
+        "the projection needs ledger records from seq {next}, but the ledger stream starts at seq {first} \
+         because older records were archived; replay from the archive, or rebuild the model from an archive \
+         and the stream together"
+    )]
+    Archived {
+        /// First sequence the projection needs.
+        next: u64,
+        /// First sequence the stream still contains.
+        first: u64,
+    },
 }
 
 /// Stopping point of a run.
@@ -224,6 +236,10 @@ impl Runner {
                 && last < start
             {
                 return Ok(verifier.head());
+            }
+            let (first, _) = self.ledger.bounds().await?;
+            if first > start {
+                return Err(RunnerError::Archived { next: start, first });
             }
             info!(from = start, "projection started");
 

@@ -21,7 +21,7 @@
 //!   records it missed, so re-read submissions are recognised as resends.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -66,6 +66,10 @@ pub struct SequencerConfig {
     pub sites: SiteRegistry,
     /// Stream settings.
     pub topology: TopologySettings,
+    /// Archive directory of the records purged from the ledger stream. The
+    /// sequencer reads it only to rebuild a dedupe index that does not cover
+    /// the purged records.
+    pub archive_dir: Option<PathBuf>,
 }
 
 impl Default for SequencerConfig {
@@ -79,6 +83,7 @@ impl Default for SequencerConfig {
             time_policy: TimePolicy::default(),
             sites: SiteRegistry::default(),
             topology: TopologySettings::default(),
+            archive_dir: None,
         }
     }
 }
@@ -95,6 +100,9 @@ pub enum SequencerError {
     /// The dedupe index failed.
     #[error(transparent)]
     Index(#[from] IndexError),
+    /// The archive needed to rebuild the dedupe index is missing or invalid.
+    #[error("{0}")]
+    Archive(String),
     /// The stored chain is broken; appending onto it would hide the damage.
     #[error("ledger chain is broken: {0}; run the auditor before writing again")]
     BrokenChain(String),
@@ -119,12 +127,18 @@ pub enum SequencerError {
     Rejected(String),
 }
 
+impl From<crate::archive::ArchiveError> for SequencerError {
+    fn from(err: crate::archive::ArchiveError) -> Self {
+        Self::Archive(err.to_string())
+    }
+}
+
 impl SequencerError {
     /// Tells whether the sequencer may go on with the next batch after this error.
     fn is_transient(&self) -> bool {
         match self {
             Self::Intake { .. } | Self::Rejected(_) | Self::Read(_) | Self::Append { .. } => true,
-            Self::Topology(_) | Self::Index(_) | Self::BrokenChain(_) => false,
+            Self::Topology(_) | Self::Index(_) | Self::BrokenChain(_) | Self::Archive(_) => false,
         }
     }
 }

@@ -1,0 +1,197 @@
+//! A directory of segments that together hold the ledger from sequence 1.
+
+use std::path::{Path, PathBuf};
+
+use checkin_core::chain::GENESIS_SEQ;
+use checkin_core::{ChainHash, ChainHead};
+
+use super::format::parse_file_name;
+use super::{ArchiveError, RecordRef, Segment};
+use crate::reader::StoredMessage;
+
+/// The segments of one archive directory, checked to continue each other.
+///
+/// Invariant: the first segment starts at sequence 1 with a zero
+/// `first_prev`, each next one starts at the previous `last + 1` with
+/// `first_prev` equal to the previous `last_hash`, and all name the same
+/// ledger id. An empty directory is an empty archive.
+#[derive(Clone, Debug)]
+pub struct ArchiveSet {
+    dir: PathBuf,
+    segments: Vec<Segment>,
+}
+
+impl ArchiveSet {
+    /// Opens every `ledger-*.ckar` file in `dir`, ignoring `*.tmp` files, and
+    /// checks each segment's footer and digest and that they continue each other.
+    ///
+    /// # Errors
+    ///
+    /// Fails when the directory cannot be listed, a segment is invalid or
+    /// damaged, or a segment does not continue the one before it.
+    pub fn open(dir: &Path) -> Result<Self, ArchiveError> {
+        let entries = std::fs::read_dir(dir).map_err(ArchiveError::io("list", dir))?;
+        let mut names = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(ArchiveError::io("list", dir))?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else {
+                continue;
+            };
+            if name.starts_with("ledger-") && name.ends_with(".ckar") {
+                names.push(name.to_string());
+            }
+        }
+        names.sort();
+
+        let mut segments: Vec<Segment> = Vec::with_capacity(names.len());
+        for name in names {
+            let path = dir.join(&name);
+            let segment = Segment::open(&path)?;
+            check_name(&name, &segment)?;
+            check_continues(segments.last(), &segment)?;
+            segments.push(segment);
+        }
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            segments,
+        })
+    }
+
+    /// Returns the directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Returns the segments in sequence order.
+    pub fn segments(&self) -> &[Segment] {
+        &self.segments
+    }
+
+    /// Returns the last archived sequence, 0 for an empty archive.
+    pub fn last_seq(&self) -> u64 {
+        self.segments
+            .last()
+            .map_or(0, |segment| segment.info().last_seq)
+    }
+
+    /// Returns the chain hash of the last archived record, zero for an empty archive.
+    pub fn last_hash(&self) -> ChainHash {
+        self.segments
+            .last()
+            .map_or(ChainHash::ZERO, |segment| segment.info().last_hash)
+    }
+
+    /// Returns the last archived record as a chain head, [`ChainHead::EMPTY`] for an empty archive.
+    pub fn head(&self) -> ChainHead {
+        ChainHead {
+            seq: self.last_seq(),
+            hash: self.last_hash(),
+        }
+    }
+
+    /// Returns the genesis hash of the archived ledger, `None` for an empty archive.
+    pub fn ledger_id(&self) -> Option<ChainHash> {
+        self.segments
+            .first()
+            .map(|segment| segment.info().ledger_id)
+    }
+
+    /// Returns the segment that contains `seq`.
+    pub fn segment_for(&self, seq: u64) -> Option<&Segment> {
+        let index = self
+            .segments
+            .partition_point(|segment| segment.info().last_seq < seq);
+        self.segments
+            .get(index)
+            .filter(|segment| segment.info().first_seq <= seq)
+    }
+
+    /// Iterates every record of every segment in order, as owned messages,
+    /// each verified against the chain; ends after the first error.
+    pub fn records(&self) -> impl Iterator<Item = Result<StoredMessage, ArchiveError>> + '_ {
+        self.segments
+            .iter()
+            .flat_map(|segment| {
+                let records: Box<dyn Iterator<Item = _>> = match segment.records() {
+                    Ok(records) => Box::new(records),
+                    Err(err) => Box::new(std::iter::once(Err(err))),
+                };
+                records
+            })
+            .scan(false, |failed, item| {
+                if *failed {
+                    return None;
+                }
+                *failed = item.is_err();
+                Some(item)
+            })
+    }
+
+    /// Calls `visit` with every record of every segment in order, borrowing
+    /// each record's bytes; this is the fast path for verifiers.
+    ///
+    /// # Errors
+    ///
+    /// Returns the first error of reading or verifying a record, or of `visit`.
+    pub fn for_each_record<E: From<ArchiveError>>(
+        &self,
+        mut visit: impl FnMut(RecordRef<'_>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        for segment in &self.segments {
+            segment.for_each_record(&mut visit)?;
+        }
+        Ok(())
+    }
+}
+
+fn check_name(name: &str, segment: &Segment) -> Result<(), ArchiveError> {
+    let info = segment.info();
+    if parse_file_name(name) != Some((info.first_seq, info.last_seq)) {
+        return Err(ArchiveError::invalid(
+            segment.path(),
+            format!(
+                "the name does not match the footer's range {}..={}",
+                info.first_seq, info.last_seq
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn check_continues(previous: Option<&Segment>, segment: &Segment) -> Result<(), ArchiveError> {
+    let info = segment.info();
+    let discontinuous = |detail: String| ArchiveError::Discontinuous {
+        path: segment.path().to_path_buf(),
+        detail,
+    };
+    let Some(previous) = previous else {
+        if info.first_seq != GENESIS_SEQ || info.first_prev != ChainHash::ZERO {
+            return Err(discontinuous(format!(
+                "the first segment starts at seq {}, an archive starts at the genesis record, seq 1",
+                info.first_seq
+            )));
+        }
+        return Ok(());
+    };
+    let before = previous.info();
+    if info.first_seq != before.last_seq + 1 {
+        return Err(discontinuous(format!(
+            "it starts at seq {}, the segment before ends at seq {}",
+            info.first_seq, before.last_seq
+        )));
+    }
+    if info.first_prev != before.last_hash {
+        return Err(discontinuous(format!(
+            "its first record chains from {}, the segment before ends with {}",
+            info.first_prev, before.last_hash
+        )));
+    }
+    if info.ledger_id != before.ledger_id {
+        return Err(discontinuous(format!(
+            "it names ledger {}, the segment before names ledger {}",
+            info.ledger_id, before.ledger_id
+        )));
+    }
+    Ok(())
+}
