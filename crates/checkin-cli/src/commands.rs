@@ -106,6 +106,31 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Command::Replay {
+            into,
+            projections,
+            specs,
+            to_seq,
+            as_of,
+            archive,
+            json,
+        } => {
+            let client = connect(url.as_deref()).await?;
+            let js = jetstream::new(client);
+            let request = crate::replay::ReplayRequest {
+                into: &into,
+                projections: projections
+                    .into_iter()
+                    .filter(|name| !name.is_empty())
+                    .collect(),
+                specs,
+                to_seq,
+                as_of,
+                archive,
+                json,
+            };
+            crate::replay::run(&js, &config, request, shutdown_signal()?).await
+        }
         Command::Query(query) => {
             let source = crate::query::Source {
                 data_dir: &cli.data_dir,

@@ -7,6 +7,7 @@ mod config;
 mod nats_server;
 mod project;
 mod query;
+mod replay;
 mod spec;
 mod view;
 
@@ -129,6 +130,34 @@ enum Command {
         /// Records per segment file.
         #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
         segment_records: u64,
+    },
+    /// Rebuild read models from all of history (archive segments, then the
+    /// stream) into a fresh data directory, verifying the chain as it reads.
+    Replay {
+        /// Data directory to build into; the models land under
+        /// models/<ledger>/ there, where `--data-dir DIR query` reads them.
+        #[arg(long)]
+        into: PathBuf,
+        /// Built-in models to build, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "activity,frequency")]
+        projections: Vec<String>,
+        /// Spec file of a projection to build too (repeatable). Use
+        /// `--projections ''` to build only specs.
+        #[arg(long = "spec")]
+        specs: Vec<PathBuf>,
+        /// Stop after this ledger sequence [default: the head at start].
+        #[arg(long, conflicts_with = "as_of")]
+        to_seq: Option<u64>,
+        /// Build the models as they stood at this time (RFC 3339): apply only
+        /// records the sequencer recorded by then.
+        #[arg(long)]
+        as_of: Option<String>,
+        /// Directory of archive segments written by `checkin archive`.
+        #[arg(long)]
+        archive: Option<PathBuf>,
+        /// Print the digests as JSON lines.
+        #[arg(long)]
+        json: bool,
     },
     /// Measure throughput beside raw JetStream baselines, on local nats-servers it starts.
     #[command(subcommand)]

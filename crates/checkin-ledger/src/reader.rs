@@ -20,6 +20,22 @@ pub struct ReadError {
     source: Box<dyn std::error::Error + Send + Sync>,
 }
 
+impl ReadError {
+    /// Wraps a failure to `action` the records of `stream` from another
+    /// source, such as archive files.
+    pub fn new(
+        action: &'static str,
+        stream: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        Self {
+            action,
+            stream: stream.into(),
+            source: source.into(),
+        }
+    }
+}
+
 /// One stored message with its stream sequence.
 #[derive(Clone, Debug)]
 pub struct StoredMessage {

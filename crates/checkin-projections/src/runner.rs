@@ -11,7 +11,7 @@ use std::time::Duration;
 use async_nats::jetstream;
 use checkin_core::chain::{ChainVerifier, GENESIS_SEQ};
 use checkin_core::{ChainHead, Record, codec};
-use checkin_ledger::reader::{ReadError, StoredMessage, StreamReader};
+use checkin_ledger::reader::{MessageStream, ReadError, StoredMessage, StreamReader};
 use checkin_ledger::topology::LEDGER_STREAM;
 use futures::StreamExt;
 use thiserror::Error;
@@ -117,6 +117,10 @@ pub enum RunnerError {
 pub enum Until {
     /// After applying this sequence (a rebuild up to the head).
     Seq(u64),
+    /// Before the first record the sequencer recorded after this time, UTC
+    /// microseconds, or at the end of the records read: the models as they
+    /// stood at that time.
+    RecordedBy(i64),
     /// Never; the caller drops or stops the future.
     Forever,
 }
@@ -140,6 +144,7 @@ pub struct Runner {
     models: Vec<Model>,
     batch_size: usize,
     linger: Duration,
+    progress: Option<Box<dyn FnMut(u64) + Send>>,
 }
 
 impl Runner {
@@ -153,13 +158,23 @@ impl Runner {
         store: ModelStore,
         projection: impl Projection + 'static,
     ) -> Result<Self, RunnerError> {
+        Ok(Self::open(js).await?.with(store, projection))
+    }
+
+    /// Creates a runner without projections; add them with [`Runner::with`]
+    /// before running it.
+    ///
+    /// # Errors
+    ///
+    /// Fails when the ledger stream does not exist.
+    pub async fn open(js: &jetstream::Context) -> Result<Self, RunnerError> {
         Ok(Self {
             ledger: StreamReader::open(js, LEDGER_STREAM).await?,
             models: Vec::new(),
             batch_size: 1000,
             linger: Duration::from_millis(5),
-        }
-        .with(store, projection))
+            progress: None,
+        })
     }
 
     /// Adds a projection that reads the same ledger records.
@@ -173,7 +188,18 @@ impl Runner {
         self
     }
 
+    /// Calls `report` with the last applied sequence after each batch.
+    #[must_use]
+    pub fn with_progress(mut self, report: impl FnMut(u64) + Send + 'static) -> Self {
+        self.progress = Some(Box::new(report));
+        self
+    }
+
     /// Returns the store of the first projection.
+    ///
+    /// # Panics
+    ///
+    /// Panics when the runner has no projection.
     pub fn store(&self) -> &ModelStore {
         &self.models[0].store
     }
@@ -210,6 +236,47 @@ impl Runner {
         until: Until,
         shutdown: impl Future<Output = ()>,
     ) -> Result<ChainHead, RunnerError> {
+        let start = self.start()?;
+        let records = self.ledger.follow(start).await?;
+        self.run_from(records, until, shutdown).await
+    }
+
+    /// Returns the first sequence the models still need: the lowest
+    /// checkpoint + 1, or the genesis sequence when any model is empty.
+    ///
+    /// # Errors
+    ///
+    /// Fails when storage fails.
+    pub fn start(&mut self) -> Result<u64, RunnerError> {
+        for model in &mut self.models {
+            model.applied = model.store.checkpoint()?;
+        }
+        Ok(self.resume().map_or(GENESIS_SEQ, |head| head.seq + 1))
+    }
+
+    /// The lowest checkpoint, or none when any model is empty.
+    fn resume(&self) -> Option<ChainHead> {
+        self.models
+            .iter()
+            .map(|model| model.applied)
+            .min_by_key(|applied| applied.map(|head| head.seq))
+            .flatten()
+    }
+
+    /// Like [`Runner::run`], over records from another source, such as
+    /// archive segments followed by the stream. `records` must start at
+    /// [`Runner::start`]; the chain check finds any other start.
+    ///
+    /// # Errors
+    ///
+    /// As [`Runner::run`]; also fails when `records` ends before `until`,
+    /// except for [`Until::RecordedBy`], which ends there.
+    pub async fn run_from(
+        &mut self,
+        mut records: MessageStream,
+        until: Until,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<ChainHead, RunnerError> {
         let names: Vec<&str> = self
             .models
             .iter()
@@ -217,21 +284,11 @@ impl Runner {
             .collect();
         let span = info_span!("projection", models = names.join(",").as_str());
         async move {
-            for model in &mut self.models {
-                model.applied = model.store.checkpoint()?;
-            }
-            // The lowest checkpoint, or none when any model is empty.
-            let resume = self
-                .models
-                .iter()
-                .map(|model| model.applied)
-                .min_by_key(|applied| applied.map(|head| head.seq))
-                .flatten();
-            let mut verifier = match resume {
+            let start = self.start()?;
+            let mut verifier = match self.resume() {
                 Some(head) => ChainVerifier::resume(head),
                 None => ChainVerifier::new(),
             };
-            let start = resume.map_or(GENESIS_SEQ, |head| head.seq + 1);
             if let Until::Seq(last) = until
                 && last < start
             {
@@ -243,7 +300,6 @@ impl Runner {
             }
             info!(from = start, "projection started");
 
-            let mut records = self.ledger.follow(start).await?;
             tokio::pin!(shutdown);
             loop {
                 let first = tokio::select! {
@@ -252,15 +308,31 @@ impl Runner {
                     first = records.next() => first,
                 };
                 let Some(first) = first else {
+                    if matches!(until, Until::RecordedBy(_)) {
+                        break;
+                    }
                     return Err(RunnerError::Ended(verifier.head().seq));
                 };
                 let batch = self.collect(first?, &mut records).await?;
-                let entries = self.verify_and_decode(&batch, &mut verifier)?;
+                let recorded_by = match until {
+                    Until::RecordedBy(at_us) => Some(at_us),
+                    _ => None,
+                };
+                let (entries, reached) =
+                    self.verify_and_decode(&batch, &mut verifier, recorded_by)?;
                 let head = verifier.head();
-                self.apply_batch(&entries, head)?;
-                if let Until::Seq(last) = until
-                    && head.seq >= last
-                {
+                if !entries.is_empty() {
+                    self.apply_batch(&entries, head)?;
+                }
+                if let Some(report) = &mut self.progress {
+                    report(head.seq);
+                }
+                let done = match until {
+                    Until::Seq(last) => head.seq >= last,
+                    Until::RecordedBy(_) => reached,
+                    Until::Forever => false,
+                };
+                if done {
                     break;
                 }
             }
@@ -274,7 +346,7 @@ impl Runner {
     async fn collect(
         &self,
         first: StoredMessage,
-        records: &mut checkin_ledger::reader::MessageStream,
+        records: &mut MessageStream,
     ) -> Result<Vec<StoredMessage>, RunnerError> {
         let mut batch = vec![first];
         while batch.len() < self.batch_size {
@@ -288,13 +360,24 @@ impl Runner {
 
     /// Checks each record's chain link, and that a model's checkpoint names
     /// the hash the ledger has at that sequence, then decodes the records.
+    /// With `recorded_by`, stops before the first record recorded after it
+    /// and returns true as the second value.
     fn verify_and_decode(
         &self,
         batch: &[StoredMessage],
         verifier: &mut ChainVerifier,
-    ) -> Result<Vec<LedgerEntry>, RunnerError> {
+        recorded_by: Option<i64>,
+    ) -> Result<(Vec<LedgerEntry>, bool), RunnerError> {
         let mut entries = Vec::with_capacity(batch.len());
         for message in batch {
+            let record =
+                codec::decode(&message.payload).map_err(|err| RunnerError::BrokenChain {
+                    seq: message.seq,
+                    detail: err.to_string(),
+                })?;
+            if recorded_by.is_some_and(|at_us| record.recorded_at_us > at_us) {
+                return Ok((entries, true));
+            }
             verifier.push(message.link());
             if let Some(finding) = verifier.findings().first() {
                 return Err(RunnerError::BrokenChain {
@@ -320,17 +403,12 @@ impl Runner {
                     });
                 }
             }
-            let record =
-                codec::decode(&message.payload).map_err(|err| RunnerError::BrokenChain {
-                    seq: message.seq,
-                    detail: err.to_string(),
-                })?;
             entries.push(LedgerEntry {
                 seq: message.seq,
                 record,
             });
         }
-        Ok(entries)
+        Ok((entries, false))
     }
 
     /// Folds the batch into every model that has not applied it yet and
