@@ -22,6 +22,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod foursquare;
 pub mod outbox;
 pub mod publisher;
 
