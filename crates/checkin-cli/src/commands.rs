@@ -21,8 +21,8 @@ use crate::config::{Config, Durability};
 use crate::nats_server::LocalServer;
 use crate::view;
 use crate::{
-    BenchCommand, Cli, Command, DEFAULT_NATS, IntakeArg, LedgerCommand, ProjectCommand,
-    QueryCommand, RejectedCommand,
+    BenchCommand, Cli, Command, DEFAULT_NATS, ImportCommand, IntakeArg, LedgerCommand,
+    ProjectCommand, QueryCommand, RejectedCommand,
 };
 
 /// Most publishes awaiting an acknowledgement at once in `checkin publish`.
@@ -60,6 +60,23 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             intake,
             at_now,
         } => publish(url.as_deref(), file.as_deref(), intake, at_now).await,
+        Command::Import(ImportCommand::Foursquare {
+            file,
+            limit,
+            site_tz,
+            outbox,
+        }) => {
+            let client = connect_retrying(url.as_deref()).await?;
+            let request = crate::import::ImportRequest {
+                file: &file,
+                limit,
+                site_tz,
+                outbox_dir: outbox.unwrap_or_else(|| cli.data_dir.join("outbox").join("import")),
+                config: &config,
+                config_path: config_path.as_deref(),
+            };
+            crate::import::foursquare(client, request).await
+        }
         Command::Ledger(LedgerCommand::Tail { count, json }) => {
             ledger_tail(url.as_deref(), count, json).await
         }
@@ -124,6 +141,18 @@ async fn connect(url: Option<&str>) -> anyhow::Result<async_nats::Client> {
                 "failed to connect to NATS at {url}; start one with `checkin up` or pass --nats URL"
             )
         })
+}
+
+/// Connects in the background, so that edge commands can fill their outbox
+/// while the server is unreachable; the publisher retries until it answers.
+async fn connect_retrying(url: Option<&str>) -> anyhow::Result<async_nats::Client> {
+    let url = url.unwrap_or(DEFAULT_NATS);
+    async_nats::ConnectOptions::new()
+        .name("checkin-edge")
+        .retry_on_initial_connect()
+        .connect(url)
+        .await
+        .with_context(|| format!("invalid NATS URL {url}"))
 }
 
 async fn up(

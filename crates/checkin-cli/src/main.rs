@@ -3,6 +3,7 @@
 mod bench;
 mod commands;
 mod config;
+mod import;
 mod nats_server;
 mod project;
 mod query;
@@ -84,6 +85,9 @@ enum Command {
         #[arg(long)]
         at_now: bool,
     },
+    /// Import a check-in data set through the edge outbox and the historical-import intake.
+    #[command(subcommand)]
+    Import(ImportCommand),
     /// Read ledger records.
     #[command(subcommand)]
     Ledger(LedgerCommand),
@@ -104,6 +108,25 @@ enum Command {
     /// Measure throughput beside raw JetStream baselines, on local nats-servers it starts.
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+#[derive(Subcommand)]
+enum ImportCommand {
+    /// Import a Foursquare check-in file (TSMC2014 format: 8 tab-separated
+    /// columns, plain or gzip); importing the same file again adds nothing.
+    Foursquare {
+        /// The data file.
+        file: PathBuf,
+        /// Read at most this many rows.
+        #[arg(long)]
+        limit: Option<u64>,
+        /// IANA time zone of the venues' local days, such as America/New_York.
+        #[arg(long, default_value = "Asia/Shanghai")]
+        site_tz: chrono_tz::Tz,
+        /// Directory of the outbox [default: DATA_DIR/outbox/import].
+        #[arg(long)]
+        outbox: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
