@@ -176,12 +176,11 @@ async fn publish_rows(
     let metrics = publisher.metrics();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let running = tokio::spawn(async move {
-        let result = publisher
-            .run(async {
+        publisher
+            .run_until_drained(async {
                 let _ = stopped.await;
             })
-            .await;
-        (publisher, result)
+            .await
     });
 
     let progress = progress_bar(rows);
@@ -229,11 +228,9 @@ async fn publish_rows(
 
     progress.set_message("waiting for intake to acknowledge the rest");
     let _ = stop.send(());
-    let (mut publisher, result) = running.await.context("the publisher task panicked")?;
-    result.context("failed to publish from the outbox")?;
-    publisher
-        .drain()
+    running
         .await
+        .context("the publisher task panicked")?
         .context("failed to publish from the outbox")?;
     progress.finish_and_clear();
 

@@ -12,6 +12,7 @@
 //! dedupe index drops the byte-identical resend.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bincode::{Decode, Encode};
 use bytes::Bytes;
@@ -108,6 +109,9 @@ pub struct Outbox {
     db: sled::Db,
     tree: sled::Tree,
     enqueued: Arc<Notify>,
+    /// Number of entries, counted once at open and kept up to date, because
+    /// sled's `len` walks the whole tree.
+    entries: Arc<AtomicUsize>,
 }
 
 impl Outbox {
@@ -129,10 +133,13 @@ impl Outbox {
     ///
     /// [`OutboxError::Storage`] when sled cannot open the tree.
     pub fn open_tree(db: &sled::Db, name: &str) -> Result<Self, OutboxError> {
+        let tree = db.open_tree(name)?;
+        let entries = Arc::new(AtomicUsize::new(tree.len()));
         Ok(Self {
             db: db.clone(),
-            tree: db.open_tree(name)?,
+            tree,
             enqueued: Arc::new(Notify::new()),
+            entries,
         })
     }
 
@@ -193,6 +200,7 @@ impl Outbox {
             .expect("encoding into a Vec cannot fail");
         let key = self.db.generate_id()?;
         self.tree.insert(key.to_be_bytes(), bytes)?;
+        self.entries.fetch_add(1, Ordering::Relaxed);
         Ok(key)
     }
 
@@ -229,7 +237,9 @@ impl Outbox {
     ///
     /// [`OutboxError::Storage`] when sled fails.
     pub fn remove(&self, key: u64) -> Result<(), OutboxError> {
-        self.tree.remove(key.to_be_bytes())?;
+        if self.tree.remove(key.to_be_bytes())?.is_some() {
+            self.entries.fetch_sub(1, Ordering::Relaxed);
+        }
         Ok(())
     }
 
@@ -243,12 +253,13 @@ impl Outbox {
         Ok(())
     }
 
-    /// Returns the number of entries waiting.
+    /// Returns the number of entries waiting. Entries added or removed by
+    /// another process sharing the files since this one opened them are not counted.
     pub fn len(&self) -> usize {
-        self.tree.len()
+        self.entries.load(Ordering::Relaxed)
     }
 
-    /// Tells whether no entry is waiting.
+    /// Tells whether no entry is waiting, looking at the stored tree.
     pub fn is_empty(&self) -> bool {
         self.tree.is_empty()
     }

@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use async_nats::HeaderMap;
 use async_nats::jetstream::{self, publish::PublishAck};
-use futures::StreamExt;
 use futures::stream::FuturesUnordered;
+use futures::{FutureExt, StreamExt};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tokio::time::Instant;
@@ -109,13 +109,6 @@ pub struct Publisher {
     jitter: ChaCha8Rng,
 }
 
-/// When [`Publisher::publish_until`] returns.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Until {
-    Shutdown,
-    Empty,
-}
-
 impl Publisher {
     /// Builds a publisher of `outbox` over a JetStream context.
     pub fn new(js: jetstream::Context, outbox: Outbox, config: PublisherConfig) -> Self {
@@ -148,7 +141,21 @@ impl Publisher {
     ///
     /// Only outbox storage failures; network failures are retried.
     pub async fn run(&mut self, shutdown: impl Future<Output = ()>) -> Result<(), PublisherError> {
-        self.publish_until(Until::Shutdown, shutdown).await
+        self.publish_until(shutdown, std::future::pending()).await
+    }
+
+    /// Publishes entries as they are enqueued and, once `input_done`
+    /// completes, returns when the outbox is empty and every publish was
+    /// acknowledged. Suits a producer that enqueues while this publishes.
+    ///
+    /// # Errors
+    ///
+    /// Only outbox storage failures; network failures are retried.
+    pub async fn run_until_drained(
+        &mut self,
+        input_done: impl Future<Output = ()>,
+    ) -> Result<(), PublisherError> {
+        self.publish_until(std::future::pending(), input_done).await
     }
 
     /// Publishes until the outbox is empty and every publish was acknowledged.
@@ -160,16 +167,20 @@ impl Publisher {
     ///
     /// Only outbox storage failures; network failures are retried.
     pub async fn drain(&mut self) -> Result<(), PublisherError> {
-        self.publish_until(Until::Empty, std::future::pending())
+        self.publish_until(std::future::pending(), std::future::ready(()))
             .await
     }
 
+    /// Publishes until `shutdown` completes, or until the outbox is empty
+    /// once `input_done` has completed.
     async fn publish_until(
         &mut self,
-        until: Until,
         shutdown: impl Future<Output = ()>,
+        input_done: impl Future<Output = ()>,
     ) -> Result<(), PublisherError> {
         let mut shutdown = std::pin::pin!(shutdown);
+        let mut input_done = std::pin::pin!(input_done.fuse());
+        let mut draining = false;
         let mut in_flight: FuturesUnordered<AckFuture> = FuturesUnordered::new();
         // Failed entries by key, published again (oldest first) once the back-off ends.
         let mut retry: BTreeMap<u64, OutboxEntry> = BTreeMap::new();
@@ -197,17 +208,14 @@ impl Publisher {
             }
             self.record_gauges(in_flight.len());
 
-            if until == Until::Empty
-                && in_flight.is_empty()
-                && retry.is_empty()
-                && self.outbox.is_empty()
-            {
+            if draining && in_flight.is_empty() && retry.is_empty() && self.outbox.is_empty() {
                 self.outbox.flush().await?;
                 return Ok(());
             }
 
             let backing_off = !retry.is_empty() && Instant::now() < resume_at;
             tokio::select! {
+                () = &mut input_done, if !draining => draining = true,
                 () = &mut shutdown => {
                     self.outbox.flush().await?;
                     info!(in_flight = in_flight.len(), "publisher stopped");
