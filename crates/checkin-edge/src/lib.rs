@@ -25,6 +25,7 @@
 pub mod foursquare;
 pub mod outbox;
 pub mod publisher;
+pub mod simulate;
 
 pub use outbox::{IntakeSubject, Outbox, OutboxEntry, OutboxError};
 pub use publisher::{MetricsSnapshot, Publisher, PublisherConfig, PublisherMetrics};
