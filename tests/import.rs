@@ -147,9 +147,9 @@ async fn small_file_imports_each_row_once() {
     wait_for_ledger(&js, 12, Duration::from_secs(30)).await;
     assert_eq!(recorded_lines(&js).await.len(), 11);
 
-    // Per local day in New York: line 1 is 22:10 on the 24th; line 4 is
-    // 23:59:59 on the 25th and line 5 midnight of the 26th; line 6 (+11:00
-    // offset) is 17:22 on the 27th.
+    // Per local day in New York. Line 1 is 22:10 on the 24th. Line 4 is
+    // 23:59:59 on the 25th and line 5 is midnight of the 26th. Line 6, with
+    // its +11:00 offset, is 17:22 on the 27th.
     drop(_sequencer);
     checkin_output(&server, &data, &config, &["project", "--until-head"]);
     let days = checkin_output(

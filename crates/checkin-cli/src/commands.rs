@@ -77,6 +77,57 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             crate::import::foursquare(client, request).await
         }
+        Command::Simulate {
+            devices,
+            customers,
+            rate,
+            duration,
+            seed,
+            now,
+            history_days,
+            invalid_share,
+            outbox,
+        } => {
+            crate::simulate::check_sites(&config)?;
+            let now = match now {
+                Some(text) => chrono::DateTime::parse_from_rfc3339(&text)
+                    .with_context(|| {
+                        format!(
+                            "invalid --now {text:?}; use RFC 3339 such as 2026-05-01T12:00:00+08:00"
+                        )
+                    })?
+                    .with_timezone(&chrono::Utc),
+                None => chrono::Utc::now(),
+            };
+            if devices == 0 || customers == 0 {
+                bail!("--devices and --customers must be at least 1");
+            }
+            if !(rate.is_finite() && rate > 0.0) {
+                bail!("--rate must be a positive number of submissions per second, found {rate}");
+            }
+            if !(0.0..=1.0).contains(&invalid_share) {
+                bail!("--invalid-share must be between 0 and 1, found {invalid_share}");
+            }
+            let horizon_days = config.validation.horizon_days;
+            if i64::from(history_days) >= horizon_days {
+                bail!(
+                    "--history-days must be less than the {horizon_days}-day live horizon, found {history_days}"
+                );
+            }
+            let settings = checkin_edge::simulate::SimulationConfig {
+                devices,
+                customers,
+                rate,
+                duration,
+                seed,
+                now,
+                history_days,
+                invalid_share,
+            };
+            let client = connect_retrying(url.as_deref()).await?;
+            let outbox_dir = outbox.unwrap_or_else(|| cli.data_dir.join("outbox").join("simulate"));
+            crate::simulate::run(client, settings, outbox_dir).await
+        }
         Command::Ledger(LedgerCommand::Tail { count, json }) => {
             ledger_tail(url.as_deref(), count, json).await
         }

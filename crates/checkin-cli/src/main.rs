@@ -7,6 +7,7 @@ mod import;
 mod nats_server;
 mod project;
 mod query;
+mod simulate;
 mod view;
 
 use std::path::PathBuf;
@@ -88,6 +89,37 @@ enum Command {
     /// Import a check-in data set through the edge outbox and the historical-import intake.
     #[command(subcommand)]
     Import(ImportCommand),
+    /// Send realistic synthetic check-ins from simulated devices through
+    /// their outboxes, including double scans, late uploads and invalid ones.
+    Simulate {
+        /// Number of devices, spread over the demo sites.
+        #[arg(long, default_value_t = 6)]
+        devices: usize,
+        /// Number of customers.
+        #[arg(long, default_value_t = 200)]
+        customers: usize,
+        /// Submissions per second.
+        #[arg(long, default_value_t = 50.0)]
+        rate: f64,
+        /// Length of the run, such as 30s, 5m or a number of seconds.
+        #[arg(long, default_value = "30s", value_parser = simulate::parse_duration)]
+        duration: std::time::Duration,
+        /// Seed of every random choice; the same seed and --now give the same submissions.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Reference time (RFC 3339); check-ins fall in the days before it [default: now].
+        #[arg(long)]
+        now: Option<String>,
+        /// Days of history the check-in times span, at most the live horizon.
+        #[arg(long, default_value_t = 28)]
+        history_days: u32,
+        /// Share of submissions that are invalid on purpose, from 0 to 1.
+        #[arg(long, default_value_t = 0.02)]
+        invalid_share: f64,
+        /// Directory of the device outboxes [default: DATA_DIR/outbox/simulate].
+        #[arg(long)]
+        outbox: Option<PathBuf>,
+    },
     /// Read ledger records.
     #[command(subcommand)]
     Ledger(LedgerCommand),
