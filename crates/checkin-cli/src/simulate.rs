@@ -17,6 +17,9 @@ use tokio::time::Instant;
 
 use crate::config::Config;
 
+/// Submissions due for one device outbox: subject, event id and bytes.
+type DueEntries<'a> = Vec<(IntakeSubject, &'a str, &'a [u8])>;
+
 /// How often the producer hands due submissions to the device outboxes.
 const TICK: Duration = Duration::from_millis(50);
 
@@ -120,7 +123,7 @@ async fn produce(plan: &SimulationPlan, outboxes: &[Outbox], start: Instant) -> 
     while next < plan.submissions.len() {
         ticker.tick().await;
         let elapsed = start.elapsed();
-        let mut due: BTreeMap<usize, Vec<(IntakeSubject, &str, &[u8])>> = BTreeMap::new();
+        let mut due: BTreeMap<usize, DueEntries<'_>> = BTreeMap::new();
         while let Some(submission) = plan.submissions.get(next) {
             if submission.send_after > elapsed {
                 break;
