@@ -309,3 +309,69 @@ impl Config {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(path: &Path, text: &str) {
+        std::fs::write(path, text).unwrap();
+    }
+
+    #[test]
+    fn site_files_add_sites() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("checkin.toml");
+        write(&config, "[sites.sh-jingan]\nname = \"静安店\"\n");
+        std::fs::create_dir(dir.path().join(SITES_DIR)).unwrap();
+        write(
+            &dir.path().join(SITES_DIR).join("venues.toml"),
+            "[sites.fsq-1]\ntime_zone = \"America/New_York\"\n",
+        );
+        write(
+            &dir.path().join(SITES_DIR).join("notes.txt"),
+            "not a site file",
+        );
+
+        let (loaded, _) = Config::load(Some(&config)).unwrap();
+        assert_eq!(loaded.sites.len(), 2);
+        assert_eq!(
+            loaded.sites["fsq-1"].time_zone,
+            chrono_tz::America::New_York
+        );
+        assert_eq!(loaded.sites["sh-jingan"].name.as_deref(), Some("静安店"));
+    }
+
+    #[test]
+    fn conflicting_site_definition_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("checkin.toml");
+        write(&config, "[sites.fsq-1]\ntime_zone = \"Asia/Shanghai\"\n");
+        std::fs::create_dir(dir.path().join(SITES_DIR)).unwrap();
+        write(
+            &dir.path().join(SITES_DIR).join("venues.toml"),
+            "[sites.fsq-1]\ntime_zone = \"America/New_York\"\n",
+        );
+
+        let error = Config::load(Some(&config)).unwrap_err();
+        assert!(
+            error.to_string().contains("site fsq-1"),
+            "unexpected error: {error:#}"
+        );
+    }
+
+    #[test]
+    fn identical_site_definition_is_accepted() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("checkin.toml");
+        write(&config, "[sites.fsq-1]\ntime_zone = \"America/New_York\"\n");
+        std::fs::create_dir(dir.path().join(SITES_DIR)).unwrap();
+        write(
+            &dir.path().join(SITES_DIR).join("venues.toml"),
+            "[sites.fsq-1]\ntime_zone = \"America/New_York\"\n",
+        );
+
+        let (loaded, _) = Config::load(Some(&config)).unwrap();
+        assert_eq!(loaded.sites.len(), 1);
+    }
+}

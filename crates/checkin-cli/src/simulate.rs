@@ -194,3 +194,34 @@ fn print_summary(plan: &SimulationPlan, acked: u64, retries: u64, elapsed: Durat
         elapsed.as_secs_f64()
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_units() {
+        let cases = [
+            ("30s", 30.0),
+            ("5m", 300.0),
+            ("1h", 3600.0),
+            ("90", 90.0),
+            ("1.5s", 1.5),
+            ("250ms", 0.25),
+        ];
+        for (text, seconds) in cases {
+            assert_eq!(
+                parse_duration(text).unwrap().as_secs_f64(),
+                seconds,
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn bad_durations_are_rejected() {
+        for text in ["", "s", "0s", "-5s", "5 days", "abc"] {
+            assert!(parse_duration(text).is_err(), "{text:?} should be rejected");
+        }
+    }
+}

@@ -28,11 +28,11 @@ pub const IMPORT_DEVICE: &str = "foursquare-import";
 const COLUMNS: usize = 8;
 /// UTC offsets in use worldwide, in minutes: -12:00 to +14:00.
 const OFFSET_RANGE_MIN: std::ops::RangeInclusive<i32> = -720..=840;
-/// Longest venue id that still fits the 64-character site limit with its prefix.
+/// Maximum venue id length that fits the 64-character site limit with its prefix.
 const MAX_VENUE_CHARS: usize = 60;
-/// Longest user id that fits the customer limit with its prefix.
+/// Maximum user id length that fits the 128-character customer limit with its prefix.
 const MAX_USER_CHARS: usize = 124;
-/// Longest category name the submission's `activity` accepts.
+/// Maximum category length that the submission's `activity` accepts.
 const MAX_CATEGORY_CHARS: usize = 128;
 /// Column names, for messages.
 const COLUMN_NAMES: [&str; COLUMNS] = [
@@ -121,7 +121,7 @@ struct SubmissionAttributes<'a> {
     source_line: String,
 }
 
-/// Why a row is invalid. Each has a stable code and English and Chinese text.
+/// Reason a row is invalid, with a stable code and English and Chinese text.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RowError {
     /// The line is not valid UTF-8; the value is the offset of the first bad byte.
