@@ -134,6 +134,16 @@ impl NatsServer {
         self.spawn();
     }
 
+    /// Stops the server with SIGKILL, keeping its port and store for [`NatsServer::start_again`].
+    pub fn stop(&mut self) {
+        self.kill();
+    }
+
+    /// Starts a stopped server again on the same port and store.
+    pub fn start_again(&mut self) {
+        self.spawn();
+    }
+
     fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();

@@ -21,8 +21,8 @@ use crate::config::{Config, Durability};
 use crate::nats_server::LocalServer;
 use crate::view;
 use crate::{
-    BenchCommand, Cli, Command, DEFAULT_NATS, IntakeArg, LedgerCommand, ProjectCommand,
-    QueryCommand, RejectedCommand,
+    BenchCommand, Cli, Command, DEFAULT_NATS, ImportCommand, IntakeArg, LedgerCommand,
+    ProjectCommand, QueryCommand, RejectedCommand,
 };
 
 /// Most publishes awaiting an acknowledgement at once in `checkin publish`.
@@ -67,6 +67,74 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             intake,
             at_now,
         } => publish(url.as_deref(), file.as_deref(), intake, at_now).await,
+        Command::Import(ImportCommand::Foursquare {
+            file,
+            limit,
+            site_tz,
+            outbox,
+        }) => {
+            let client = connect_retrying(url.as_deref()).await?;
+            let request = crate::import::ImportRequest {
+                file: &file,
+                limit,
+                site_tz,
+                outbox_dir: outbox.unwrap_or_else(|| cli.data_dir.join("outbox").join("import")),
+                config: &config,
+                config_path: config_path.as_deref(),
+            };
+            crate::import::foursquare(client, request).await
+        }
+        Command::Simulate {
+            devices,
+            customers,
+            rate,
+            duration,
+            seed,
+            now,
+            history_days,
+            invalid_share,
+            outbox,
+        } => {
+            crate::simulate::check_sites(&config)?;
+            let now = match now {
+                Some(text) => chrono::DateTime::parse_from_rfc3339(&text)
+                    .with_context(|| {
+                        format!(
+                            "invalid --now {text:?}; use RFC 3339 such as 2026-05-01T12:00:00+08:00"
+                        )
+                    })?
+                    .with_timezone(&chrono::Utc),
+                None => chrono::Utc::now(),
+            };
+            if devices == 0 || customers == 0 {
+                bail!("--devices and --customers must be at least 1");
+            }
+            if !(rate.is_finite() && rate > 0.0) {
+                bail!("--rate must be a positive number of submissions per second, found {rate}");
+            }
+            if !(0.0..=1.0).contains(&invalid_share) {
+                bail!("--invalid-share must be between 0 and 1, found {invalid_share}");
+            }
+            let horizon_days = config.validation.horizon_days;
+            if i64::from(history_days) >= horizon_days {
+                bail!(
+                    "--history-days must be less than the {horizon_days}-day live horizon, found {history_days}"
+                );
+            }
+            let settings = checkin_edge::simulate::SimulationConfig {
+                devices,
+                customers,
+                rate,
+                duration,
+                seed,
+                now,
+                history_days,
+                invalid_share,
+            };
+            let client = connect_retrying(url.as_deref()).await?;
+            let outbox_dir = outbox.unwrap_or_else(|| cli.data_dir.join("outbox").join("simulate"));
+            crate::simulate::run(client, settings, outbox_dir).await
+        }
         Command::Ledger(LedgerCommand::Tail { count, json }) => {
             ledger_tail(url.as_deref(), count, json).await
         }
@@ -231,6 +299,18 @@ async fn connect(url: Option<&str>) -> anyhow::Result<async_nats::Client> {
                 "failed to connect to NATS at {url}; start one with `checkin up` or pass --nats URL"
             )
         })
+}
+
+/// Connects in the background, so that edge commands can fill their outbox
+/// while the server is unreachable; the publisher retries until it answers.
+async fn connect_retrying(url: Option<&str>) -> anyhow::Result<async_nats::Client> {
+    let url = url.unwrap_or(DEFAULT_NATS);
+    async_nats::ConnectOptions::new()
+        .name("checkin-edge")
+        .retry_on_initial_connect()
+        .connect(url)
+        .await
+        .with_context(|| format!("invalid NATS URL {url}"))
 }
 
 async fn up(

@@ -13,6 +13,22 @@ use checkin_ledger::writer::AppendMode;
 use checkin_projections::segments::SegmentRules;
 use serde::Deserialize;
 
+/// Directory of site registry files, beside the configuration file.
+///
+/// Each `*.toml` file in it has `[sites.ID]` tables like `checkin.toml`.
+/// `checkin import` writes the venues of a data set there, and every role
+/// reads them at start beside the sites of the configuration file.
+pub const SITES_DIR: &str = "sites.d";
+
+/// One site registry file.
+#[derive(Debug, Default, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SiteFile {
+    /// Sites by id.
+    #[serde(default)]
+    pub sites: std::collections::BTreeMap<String, Site>,
+}
+
 /// Whole configuration file; every section is optional.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -165,18 +181,75 @@ impl Config {
             Some(path) => Some(path.to_path_buf()),
             None => Some(PathBuf::from("checkin.toml")).filter(|path| path.exists()),
         };
+        let sites_dir = Self::sites_dir(path.as_deref());
         let Some(path) = path else {
-            return Ok((Self::default(), None));
+            let mut config = Self::default();
+            config.merge_site_files(&sites_dir)?;
+            return Ok((config, None));
         };
 
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("failed to read config file {}", path.display()))?;
-        let config: Config = toml::from_str(&text)
+        let mut config: Config = toml::from_str(&text)
             .with_context(|| format!("invalid config file {}", path.display()))?;
+        config.merge_site_files(&sites_dir)?;
         config
             .check()
             .with_context(|| format!("invalid config file {}", path.display()))?;
         Ok((config, Some(path)))
+    }
+
+    /// Returns the site registry directory that belongs to a configuration file.
+    pub fn sites_dir(config_path: Option<&Path>) -> PathBuf {
+        config_path
+            .and_then(Path::parent)
+            .unwrap_or(Path::new(""))
+            .join(SITES_DIR)
+    }
+
+    /// Adds the sites of every `*.toml` file in `dir`, in file name order.
+    /// A site defined twice with different settings is an error.
+    fn merge_site_files(&mut self, dir: &Path) -> anyhow::Result<()> {
+        let entries = match std::fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(err) => {
+                return Err(err).with_context(|| format!("failed to list {}", dir.display()));
+            }
+        };
+        let mut paths = Vec::new();
+        for entry in entries {
+            let path = entry
+                .with_context(|| format!("failed to list {}", dir.display()))?
+                .path();
+            if path
+                .extension()
+                .is_some_and(|extension| extension == "toml")
+            {
+                paths.push(path);
+            }
+        }
+        paths.sort();
+
+        for path in paths {
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("failed to read site file {}", path.display()))?;
+            let file: SiteFile = toml::from_str(&text)
+                .with_context(|| format!("invalid site file {}", path.display()))?;
+            for (id, site) in file.sites {
+                match self.sites.get(&id) {
+                    Some(existing) if *existing != site => anyhow::bail!(
+                        "site {id} in {} differs from its earlier definition; remove one of them",
+                        path.display()
+                    ),
+                    Some(_) => {}
+                    None => {
+                        self.sites.insert(id, site);
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     fn check(&self) -> anyhow::Result<()> {
@@ -247,5 +320,71 @@ impl Config {
             intake_duplicate_window: Duration::from_secs(self.intake.duplicate_window_s.max(1)),
             replicas: self.streams.replicas,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(path: &Path, text: &str) {
+        std::fs::write(path, text).unwrap();
+    }
+
+    #[test]
+    fn site_files_add_sites() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("checkin.toml");
+        write(&config, "[sites.sh-jingan]\nname = \"静安店\"\n");
+        std::fs::create_dir(dir.path().join(SITES_DIR)).unwrap();
+        write(
+            &dir.path().join(SITES_DIR).join("venues.toml"),
+            "[sites.fsq-1]\ntime_zone = \"America/New_York\"\n",
+        );
+        write(
+            &dir.path().join(SITES_DIR).join("notes.txt"),
+            "not a site file",
+        );
+
+        let (loaded, _) = Config::load(Some(&config)).unwrap();
+        assert_eq!(loaded.sites.len(), 2);
+        assert_eq!(
+            loaded.sites["fsq-1"].time_zone,
+            chrono_tz::America::New_York
+        );
+        assert_eq!(loaded.sites["sh-jingan"].name.as_deref(), Some("静安店"));
+    }
+
+    #[test]
+    fn conflicting_site_definition_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("checkin.toml");
+        write(&config, "[sites.fsq-1]\ntime_zone = \"Asia/Shanghai\"\n");
+        std::fs::create_dir(dir.path().join(SITES_DIR)).unwrap();
+        write(
+            &dir.path().join(SITES_DIR).join("venues.toml"),
+            "[sites.fsq-1]\ntime_zone = \"America/New_York\"\n",
+        );
+
+        let error = Config::load(Some(&config)).unwrap_err();
+        assert!(
+            error.to_string().contains("site fsq-1"),
+            "unexpected error: {error:#}"
+        );
+    }
+
+    #[test]
+    fn identical_site_definition_is_accepted() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("checkin.toml");
+        write(&config, "[sites.fsq-1]\ntime_zone = \"America/New_York\"\n");
+        std::fs::create_dir(dir.path().join(SITES_DIR)).unwrap();
+        write(
+            &dir.path().join(SITES_DIR).join("venues.toml"),
+            "[sites.fsq-1]\ntime_zone = \"America/New_York\"\n",
+        );
+
+        let (loaded, _) = Config::load(Some(&config)).unwrap();
+        assert_eq!(loaded.sites.len(), 1);
     }
 }

@@ -4,10 +4,12 @@ mod archive;
 mod bench;
 mod commands;
 mod config;
+mod import;
 mod nats_server;
 mod project;
 mod query;
 mod replay;
+mod simulate;
 mod spec;
 mod view;
 
@@ -93,6 +95,40 @@ enum Command {
         #[arg(long)]
         at_now: bool,
     },
+    /// Import a check-in data set through the edge outbox and the historical-import intake.
+    #[command(subcommand)]
+    Import(ImportCommand),
+    /// Send realistic synthetic check-ins from simulated devices through
+    /// their outboxes, including double scans, late uploads and invalid ones.
+    Simulate {
+        /// Number of devices, spread over the demo sites.
+        #[arg(long, default_value_t = 6)]
+        devices: usize,
+        /// Number of customers.
+        #[arg(long, default_value_t = 200)]
+        customers: usize,
+        /// Submissions per second.
+        #[arg(long, default_value_t = 50.0)]
+        rate: f64,
+        /// Length of the run, such as 30s, 5m or a number of seconds.
+        #[arg(long, default_value = "30s", value_parser = simulate::parse_duration)]
+        duration: std::time::Duration,
+        /// Seed of every random choice; the same seed and --now give the same submissions.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Reference time (RFC 3339); check-ins fall in the days before it [default: now].
+        #[arg(long)]
+        now: Option<String>,
+        /// Days of history the check-in times span, at most the live horizon.
+        #[arg(long, default_value_t = 28)]
+        history_days: u32,
+        /// Share of submissions that are invalid on purpose, from 0 to 1.
+        #[arg(long, default_value_t = 0.02)]
+        invalid_share: f64,
+        /// Directory of the device outboxes [default: DATA_DIR/outbox/simulate].
+        #[arg(long)]
+        outbox: Option<PathBuf>,
+    },
     /// Read ledger records.
     #[command(subcommand)]
     Ledger(LedgerCommand),
@@ -162,6 +198,25 @@ enum Command {
     /// Measure throughput beside raw JetStream baselines, on local nats-servers it starts.
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+#[derive(Subcommand)]
+enum ImportCommand {
+    /// Import a Foursquare check-in file (TSMC2014 format: 8 tab-separated
+    /// columns, plain or gzip); importing the same file again adds nothing.
+    Foursquare {
+        /// The data file.
+        file: PathBuf,
+        /// Read at most this many rows.
+        #[arg(long)]
+        limit: Option<u64>,
+        /// IANA time zone of the venues' local days, such as America/New_York.
+        #[arg(long, default_value = "Asia/Shanghai")]
+        site_tz: chrono_tz::Tz,
+        /// Directory of the outbox [default: DATA_DIR/outbox/import].
+        #[arg(long)]
+        outbox: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
