@@ -237,6 +237,10 @@ impl Runner {
         shutdown: impl Future<Output = ()>,
     ) -> Result<ChainHead, RunnerError> {
         let start = self.start()?;
+        let (first, _) = self.ledger.bounds().await?;
+        if first > start {
+            return Err(RunnerError::Archived { next: start, first });
+        }
         let records = self.ledger.follow(start).await?;
         self.run_from(records, until, shutdown).await
     }
@@ -294,10 +298,6 @@ impl Runner {
             {
                 return Ok(verifier.head());
             }
-            let (first, _) = self.ledger.bounds().await?;
-            if first > start {
-                return Err(RunnerError::Archived { next: start, first });
-            }
             info!(from = start, "projection started");
 
             tokio::pin!(shutdown);
@@ -314,12 +314,7 @@ impl Runner {
                     return Err(RunnerError::Ended(verifier.head().seq));
                 };
                 let batch = self.collect(first?, &mut records).await?;
-                let recorded_by = match until {
-                    Until::RecordedBy(at_us) => Some(at_us),
-                    _ => None,
-                };
-                let (entries, reached) =
-                    self.verify_and_decode(&batch, &mut verifier, recorded_by)?;
+                let (entries, reached) = self.verify_and_decode(&batch, &mut verifier, until)?;
                 let head = verifier.head();
                 if !entries.is_empty() {
                     self.apply_batch(&entries, head)?;
@@ -327,12 +322,7 @@ impl Runner {
                 if let Some(report) = &mut self.progress {
                     report(head.seq);
                 }
-                let done = match until {
-                    Until::Seq(last) => head.seq >= last,
-                    Until::RecordedBy(_) => reached,
-                    Until::Forever => false,
-                };
-                if done {
+                if reached {
                     break;
                 }
             }
@@ -360,22 +350,29 @@ impl Runner {
 
     /// Checks each record's chain link, and that a model's checkpoint names
     /// the hash the ledger has at that sequence, then decodes the records.
-    /// With `recorded_by`, stops before the first record recorded after it
-    /// and returns true as the second value.
+    /// Stops at the record where `until` ends and returns true as the
+    /// second value once it is reached.
     fn verify_and_decode(
         &self,
         batch: &[StoredMessage],
         verifier: &mut ChainVerifier,
-        recorded_by: Option<i64>,
+        until: Until,
     ) -> Result<(Vec<LedgerEntry>, bool), RunnerError> {
         let mut entries = Vec::with_capacity(batch.len());
         for message in batch {
+            if let Until::Seq(last) = until
+                && message.seq > last
+            {
+                return Ok((entries, true));
+            }
             let record =
                 codec::decode(&message.payload).map_err(|err| RunnerError::BrokenChain {
                     seq: message.seq,
                     detail: err.to_string(),
                 })?;
-            if recorded_by.is_some_and(|at_us| record.recorded_at_us > at_us) {
+            if let Until::RecordedBy(at_us) = until
+                && record.recorded_at_us > at_us
+            {
                 return Ok((entries, true));
             }
             verifier.push(message.link());
@@ -407,6 +404,11 @@ impl Runner {
                 seq: message.seq,
                 record,
             });
+            if let Until::Seq(last) = until
+                && message.seq >= last
+            {
+                return Ok((entries, true));
+            }
         }
         Ok((entries, false))
     }
