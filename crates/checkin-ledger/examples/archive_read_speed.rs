@@ -4,6 +4,7 @@
 //! opens the archive (footer and digest of every segment), then reads every
 //! record twice: through the borrowing `for_each_record`, which recomputes
 //! the chain, and through `records`, which also builds a `StoredMessage`.
+//! Then it verifies the segments on two threads with `verify_parallel`.
 //! A second argument `borrowed` skips the `records` pass, for CPU-time
 //! measurements with `perf stat`.
 
@@ -37,6 +38,14 @@ fn main() -> Result<(), ArchiveError> {
     let seconds = started.elapsed().as_secs_f64();
     println!(
         "for_each_record: {count} records, {body_bytes} body bytes in {seconds:.3} s = {:.0} records/s",
+        count as f64 / seconds
+    );
+
+    let started = Instant::now();
+    let count = archive.verify_parallel(2)?;
+    let seconds = started.elapsed().as_secs_f64();
+    println!(
+        "verify_parallel(2): {count} records in {seconds:.3} s = {:.0} records/s",
         count as f64 / seconds
     );
 
