@@ -78,7 +78,11 @@ impl<'de> serde::Deserialize<'de> for ChainHash {
 
 /// Computes the chain hash of the record at `seq` whose predecessor hashed to `prev`.
 pub fn link_hash(prev: &ChainHash, seq: u64, body: &[u8]) -> ChainHash {
-    let mut hasher = blake3::Hasher::new_derive_key(CHAIN_CONTEXT);
+    // Deriving the key from the context string costs a BLAKE3 compression;
+    // cloning a hasher that already did it skips that for every record.
+    static KEYED: std::sync::LazyLock<blake3::Hasher> =
+        std::sync::LazyLock::new(|| blake3::Hasher::new_derive_key(CHAIN_CONTEXT));
+    let mut hasher = KEYED.clone();
     hasher.update(&prev.0);
     hasher.update(&seq.to_le_bytes());
     hasher.update(&(body.len() as u64).to_le_bytes());

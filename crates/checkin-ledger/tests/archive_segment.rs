@@ -197,6 +197,12 @@ fn tampered_body_with_fresh_digest_breaks_chain() {
     let err = segment.verify().expect_err("chain check fails");
     assert!(matches!(err, ArchiveError::BrokenChain { .. }), "{err}");
     assert!(err.to_string().contains("seq 4"), "{err}");
+
+    let set = ArchiveSet::open(dir.path()).expect("the archive opens");
+    let err = set
+        .verify_parallel(2)
+        .expect_err("parallel check fails too");
+    assert!(err.to_string().contains("seq 4"), "{err}");
 }
 
 #[test]
@@ -224,6 +230,7 @@ fn archive_set_checks_continuity() {
         .map(|record| record.expect("record verifies").seq)
         .collect();
     assert_eq!(seqs, (1..=7).collect::<Vec<u64>>());
+    assert_eq!(set.verify_parallel(2).expect("segments verify"), 7);
     let holder = set.segment_for(5).map(|segment| segment.info().first_seq);
     assert_eq!(holder, Some(4));
     assert!(set.segment_for(8).is_none());

@@ -212,16 +212,56 @@ pub(super) fn header_lines(headers: &[u8]) -> impl Iterator<Item = Option<(&[u8]
         })
 }
 
-/// Returns the chain hash in the header line `name`, if present and well formed.
-pub(super) fn header_hash(headers: &[u8], name: &str) -> Option<ChainHash> {
-    header_lines(headers)
-        .flatten()
-        .find(|(line_name, _)| *line_name == name.as_bytes())
-        .and_then(|(_, value)| {
-            let mut hash = [0u8; 32];
-            hex::decode_to_slice(value, &mut hash).ok()?;
-            Some(ChainHash(hash))
-        })
+/// Returns the `Checkin-Prev` and `Checkin-Hash` values of encoded headers,
+/// each `None` when absent or not 64 hex digits.
+///
+/// This runs once per record on the read path, so it scans the block once
+/// and decodes hex with a table instead of general line parsing.
+pub(super) fn chain_headers(headers: &[u8]) -> (Option<ChainHash>, Option<ChainHash>) {
+    const PREV: &[u8] = b"Checkin-Prev: ";
+    const HASH: &[u8] = b"Checkin-Hash: ";
+    let (mut prev, mut hash) = (None, None);
+    for line in headers.split(|byte| *byte == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if let Some(value) = line.strip_prefix(PREV) {
+            prev = decode_hash(value);
+        } else if let Some(value) = line.strip_prefix(HASH) {
+            hash = decode_hash(value);
+        }
+    }
+    (prev, hash)
+}
+
+/// Decodes 64 lowercase or uppercase hex digits.
+fn decode_hash(text: &[u8]) -> Option<ChainHash> {
+    const INVALID: u8 = 0xff;
+    const TABLE: [u8; 256] = {
+        let mut table = [INVALID; 256];
+        let mut index = 0;
+        while index < 10 {
+            table[b'0' as usize + index] = index as u8;
+            index += 1;
+        }
+        let mut index = 0;
+        while index < 6 {
+            table[b'a' as usize + index] = 10 + index as u8;
+            table[b'A' as usize + index] = 10 + index as u8;
+            index += 1;
+        }
+        table
+    };
+    if text.len() != 64 {
+        return None;
+    }
+    let mut hash = [0u8; 32];
+    for (byte, pair) in hash.iter_mut().zip(text.chunks_exact(2)) {
+        let (high, low) = (TABLE[pair[0] as usize], TABLE[pair[1] as usize]);
+        if high == INVALID || low == INVALID {
+            return None;
+        }
+        *byte = (high << 4) | low;
+    }
+    Some(ChainHash(hash))
 }
 
 pub(super) fn le_u64(bytes: &[u8]) -> u64 {
@@ -269,5 +309,23 @@ mod tests {
         let lines: Vec<_> = header_lines(&out).collect();
         assert_eq!(lines.len(), 4);
         assert_eq!(lines[2], Some((&b"X-Multi"[..], &b"1"[..])));
+    }
+
+    #[test]
+    fn chain_headers_decode_hex() {
+        let prev = "00ff".repeat(16);
+        let hash = "A1b2".repeat(16);
+        let text =
+            format!("Checkin-Hash: {hash}\r\nCheckin-Kind: void\r\nCheckin-Prev: {prev}\r\n");
+        let (found_prev, found_hash) = chain_headers(text.as_bytes());
+        assert_eq!(found_prev.map(|value| value.to_hex()), Some(prev));
+        assert_eq!(
+            found_hash.map(|value| value.to_hex()),
+            Some("a1b2".repeat(16))
+        );
+
+        let (bad_prev, missing_hash) = chain_headers(b"Checkin-Prev: 0g\r\n");
+        assert_eq!(bad_prev, None);
+        assert_eq!(missing_hash, None);
     }
 }

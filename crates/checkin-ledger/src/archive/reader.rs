@@ -12,9 +12,8 @@ use checkin_core::chain::{ChainVerifier, GENESIS_SEQ, StoredLink};
 
 use super::ArchiveError;
 use super::format::{
-    DIGEST_OFFSET, FOOTER_LEN, HEADER_LEN, SegmentInfo, header_hash, header_lines,
+    DIGEST_OFFSET, FOOTER_LEN, HEADER_LEN, SegmentInfo, chain_headers, header_lines,
 };
-use crate::headers;
 use crate::reader::StoredMessage;
 use crate::topology::LEDGER_SUBJECT;
 
@@ -335,11 +334,12 @@ impl RecordReader {
 
     /// Verifies the record in the buffers against the chain; returns its hash.
     fn check_link(&mut self, seq: u64) -> Result<ChainHash, ArchiveError> {
+        let (prev, hash) = chain_headers(&self.headers);
         let link = StoredLink {
             seq,
             body: &self.body,
-            prev: header_hash(&self.headers, headers::PREV),
-            hash: header_hash(&self.headers, headers::HASH),
+            prev,
+            hash,
         };
         let hash = self.verifier.push(link);
         if let Some(finding) = self.verifier.findings().first() {
