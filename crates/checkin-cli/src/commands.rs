@@ -277,6 +277,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             crate::bench::project(events).await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Bench(BenchCommand::Ingest { events }) => {
+            crate::bench::ingest(events).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Bench(BenchCommand::Sequencer { events }) => {
             crate::bench::sequencer(events).await?;
             Ok(ExitCode::SUCCESS)

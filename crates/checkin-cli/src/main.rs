@@ -316,6 +316,13 @@ enum BenchCommand {
         #[arg(long, default_value_t = 100_000)]
         events: usize,
     },
+    /// Device-to-ledger records/s through the edge outbox and publisher with
+    /// the sequencer running, in fast and durable modes.
+    Ingest {
+        /// Check-ins per measurement.
+        #[arg(long, default_value_t = 100_000)]
+        events: usize,
+    },
     /// Rebuild of every read model from the ledger, beside a raw ordered read.
     Project {
         /// Ledger records to rebuild from.
