@@ -9,6 +9,7 @@ use async_nats::HeaderMap;
 use async_nats::jetstream::{self, stream};
 use bytes::Bytes;
 use checkin_core::sites::SiteRegistry;
+use checkin_edge::{IntakeSubject, Outbox, Publisher, PublisherConfig};
 use checkin_ledger::sequencer::{Sequencer, SequencerConfig};
 use checkin_ledger::topology::{self, INTAKE_LIVE, LEDGER_STREAM, TopologySettings};
 use checkin_ledger::writer::{AppendMode, MAX_ATOMIC_BATCH, publish_atomic_batch};
@@ -80,13 +81,22 @@ pub async fn sequencer(events: usize) -> anyhow::Result<()> {
 
 /// Builds valid live check-ins spread over 1,000 customers and 20 sites.
 fn submissions(events: usize) -> Vec<Bytes> {
+    identified_submissions(events)
+        .into_iter()
+        .map(|(_, payload)| payload)
+        .collect()
+}
+
+/// Builds the check-ins of [`submissions`], each with its event id.
+fn identified_submissions(events: usize) -> Vec<(String, Bytes)> {
     let now = chrono::Utc::now()
         .with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).expect("valid offset"));
     (0..events)
         .map(|index| {
             let at = now - chrono::Duration::seconds((index % 86_400) as i64);
+            let id = uuid::Uuid::new_v4().to_string();
             let submission = serde_json::json!({
-                "id": uuid::Uuid::new_v4().to_string(),
+                "id": id,
                 "customer": format!("customer-{:05}", index % 1000),
                 "site": format!("site-{:02}", index % 20),
                 "device": format!("kiosk-{:03}", index % 60),
@@ -94,7 +104,8 @@ fn submissions(events: usize) -> Vec<Bytes> {
                 "method": "qr",
                 "location": {"lat": 31.2304, "lon": 121.4737},
             });
-            Bytes::from(serde_json::to_vec(&submission).expect("submission serialises"))
+            let payload = serde_json::to_vec(&submission).expect("submission serialises");
+            (id, Bytes::from(payload))
         })
         .collect()
 }
@@ -146,6 +157,123 @@ async fn raw_atomic_batch(client: &async_nats::Client, payloads: &[Bytes]) -> an
     let rate = payloads.len() as f64 / start.elapsed().as_secs_f64();
     js.delete_stream("BENCH_RAW").await?;
     Ok(rate)
+}
+
+/// Measures the device path to the ledger in both durability modes, each
+/// beside the raw publish baseline of that mode.
+///
+/// The path is one edge [`Publisher`] draining an outbox of all the events
+/// to intake while the sequencer appends them. The outbox is filled before
+/// timing starts, so the figure covers publishing, sequencing and appending,
+/// not the device's own outbox writes.
+pub async fn ingest(events: usize) -> anyhow::Result<()> {
+    let submissions = identified_submissions(events);
+    let payloads: Vec<Bytes> = submissions
+        .iter()
+        .map(|(_, payload)| payload.clone())
+        .collect();
+    let size = payloads.iter().map(Bytes::len).sum::<usize>() / payloads.len().max(1);
+    eprintln!("{events} submissions of {size} bytes on average");
+
+    for (sync_always, name) in [(false, "ingest_fast"), (true, "ingest_durable")] {
+        let scratch = tempfile::tempdir().context("failed to create a scratch directory")?;
+        let server = LocalServer::start(scratch.path(), free_port()?, sync_always).await?;
+        let client = async_nats::connect(&server.url).await?;
+
+        let (baseline, baseline_rate) = if sync_always {
+            (
+                "raw_atomic_batch_publish",
+                raw_atomic_batch(&client, &payloads).await?,
+            )
+        } else {
+            (
+                "raw_async_publish",
+                raw_async_publish(&client, &payloads).await?,
+            )
+        };
+        let seconds = run_ingest(&client, &submissions, scratch.path()).await?;
+
+        let rate = events as f64 / seconds;
+        let figure = Figure {
+            name: name.into(),
+            events,
+            seconds,
+            events_per_s: rate.round(),
+            baseline: baseline.into(),
+            baseline_events_per_s: baseline_rate.round(),
+            ratio: (rate / baseline_rate * 1000.0).round() / 1000.0,
+            peak_rss_mb: peak_rss_mb(),
+        };
+        println!("{}", serde_json::to_string(&figure)?);
+        drop(client);
+        server.stop().await?;
+    }
+    Ok(())
+}
+
+/// Fills an outbox, starts the sequencer, then times one publisher from its
+/// first publish until the ledger contains every submission.
+async fn run_ingest(
+    client: &async_nats::Client,
+    submissions: &[(String, Bytes)],
+    scratch: &std::path::Path,
+) -> anyhow::Result<f64> {
+    let config = SequencerConfig {
+        ledger_name: "bench".into(),
+        append_mode: AppendMode::Atomic,
+        sites: SiteRegistry {
+            allow_unknown_sites: true,
+            ..SiteRegistry::default()
+        },
+        topology: TopologySettings::default(),
+        ..SequencerConfig::default()
+    };
+    let js = jetstream::new(client.clone());
+    topology::ensure_streams(&js, &config.topology).await?;
+    let sequencer = Sequencer::start(client.clone(), config, &scratch.join("index")).await?;
+
+    let outbox = Outbox::open(scratch.join("outbox")).context("failed to open the outbox")?;
+    let entries = submissions
+        .iter()
+        .map(|(id, payload)| (IntakeSubject::Live, id.as_str(), payload.as_ref()));
+    outbox
+        .enqueue_batch(entries)
+        .await
+        .context("failed to fill the outbox")?;
+    let mut publisher = Publisher::new(
+        js.clone(),
+        outbox,
+        PublisherConfig {
+            window: PUBLISH_WINDOW,
+            // A synced server acknowledges a full window slowly, and a timeout
+            // would only add resends.
+            ack_timeout: Duration::from_secs(60),
+            ..PublisherConfig::default()
+        },
+    );
+
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let sequencing = tokio::spawn(sequencer.run(async {
+        let _ = stopped.await;
+    }));
+    let start = Instant::now();
+    let publishing = tokio::spawn(async move { publisher.drain().await });
+
+    let target = submissions.len() as u64 + 1;
+    let mut ledger = js.get_stream(LEDGER_STREAM).await?;
+    while ledger.info().await?.state.last_sequence < target {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let seconds = start.elapsed().as_secs_f64();
+
+    publishing
+        .await?
+        .context("the edge publisher failed during the benchmark")?;
+    let _ = stop.send(());
+    sequencing
+        .await?
+        .context("sequencer failed during the benchmark")?;
+    Ok(seconds)
 }
 
 /// Preloads intake, then times the sequencer from start of run to the last record appended.

@@ -43,7 +43,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         .or_else(|| config.archive.dir.clone());
 
     match cli.command {
-        Command::Up { port, listen } => up(url, port, listen, &cli.data_dir, config).await,
+        Command::Up { port, listen, demo } => {
+            let demo = demo.then(|| demo_prefix(&cli, listen));
+            up(url, port, listen, &cli.data_dir, config, demo).await
+        }
         Command::Serve { listen } => {
             let shutdown = shutdown_signal()?;
             let client = connect(url.as_deref()).await?;
@@ -274,6 +277,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             crate::bench::project(events).await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Bench(BenchCommand::Ingest { events }) => {
+            crate::bench::ingest(events).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Bench(BenchCommand::Sequencer { events }) => {
             crate::bench::sequencer(events).await?;
             Ok(ExitCode::SUCCESS)
@@ -313,14 +320,37 @@ async fn connect_retrying(url: Option<&str>) -> anyhow::Result<async_nats::Clien
         .with_context(|| format!("invalid NATS URL {url}"))
 }
 
+/// Returns the `checkin ` command prefix, with the global options that make
+/// the printed demo commands reach this stack's models and API.
+fn demo_prefix(cli: &Cli, listen: std::net::SocketAddr) -> String {
+    let mut prefix = String::from("checkin ");
+    if cli.data_dir != Path::new("./data") {
+        prefix.push_str(&format!("--data-dir {} ", cli.data_dir.display()));
+    }
+    if let Some(config) = &cli.config {
+        prefix.push_str(&format!("--config {} ", config.display()));
+    }
+    let api = format!("http://{listen}");
+    if cli.api != api {
+        prefix.push_str(&format!("--api {api} "));
+    }
+    prefix
+}
+
+/// Runs every role in one process; `demo` is the command prefix of the
+/// demo guide and turns the traffic simulator on.
 async fn up(
     url: Option<String>,
     port: u16,
     listen: std::net::SocketAddr,
     data_dir: &Path,
     config: Config,
+    demo: Option<String>,
 ) -> anyhow::Result<ExitCode> {
     let shutdown = shutdown_signal()?;
+    if demo.is_some() {
+        crate::simulate::check_sites(&config)?;
+    }
     let local = match url {
         Some(_) => None,
         None => {
@@ -340,6 +370,14 @@ async fn up(
         println!("  ledger:   checkin ledger tail");
         println!("  refused:  checkin rejected tail");
         println!("  query:    http://{listen}/v1/ledger/head  http://{listen}/healthz");
+        let backfill = match &demo {
+            Some(prefix) => {
+                let backfill = crate::demo::plan_backfill(chrono::Utc::now())?;
+                crate::demo::print_guide(&backfill, listen, prefix);
+                Some(backfill)
+            }
+            None => None,
+        };
         println!("  stop:     Ctrl-C");
 
         // One signal stops both roles; each finishes its batch in hand.
@@ -357,6 +395,16 @@ async fn up(
             config.clone(),
             stop_requested(stopped.clone()),
         );
+        let traffic = {
+            let client = client.clone();
+            let stopped = stopped.clone();
+            async move {
+                match backfill {
+                    Some(backfill) => crate::demo::run(client, data_dir, backfill, stopped).await,
+                    None => Ok(()),
+                }
+            }
+        };
         let projector = crate::project::run(
             client,
             data_dir,
@@ -365,8 +413,8 @@ async fn up(
             Some(listen),
             stop_requested(stopped),
         );
-        // When one role fails the other is dropped; both are safe to drop mid-batch.
-        let (code, _) = tokio::try_join!(sequencer, projector)?;
+        // When one role fails the others are dropped; all are safe to drop mid-batch.
+        let (code, _, ()) = tokio::try_join!(sequencer, projector, traffic)?;
         Ok(code)
     }
     .await;

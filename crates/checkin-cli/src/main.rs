@@ -4,6 +4,7 @@ mod archive;
 mod bench;
 mod commands;
 mod config;
+mod demo;
 mod import;
 mod nats_server;
 mod project;
@@ -74,6 +75,10 @@ enum Command {
         /// Address of the HTTP query API.
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: std::net::SocketAddr,
+        /// Also run the traffic simulator: four weeks of history at once, then
+        /// 20 check-ins per second, and print URLs and commands to try.
+        #[arg(long)]
+        demo: bool,
     },
     /// Run the projectors and the HTTP query API over their read models.
     Serve {
@@ -308,6 +313,13 @@ enum BenchCommand {
     /// Sequencer records/s from a preloaded intake, in fast and durable modes.
     Sequencer {
         /// Submissions per measurement.
+        #[arg(long, default_value_t = 100_000)]
+        events: usize,
+    },
+    /// Device-to-ledger records/s through the edge outbox and publisher with
+    /// the sequencer running, in fast and durable modes.
+    Ingest {
+        /// Check-ins per measurement.
         #[arg(long, default_value_t = 100_000)]
         events: usize,
     },

@@ -12,6 +12,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use checkin_edge::simulate::{self, SITES, SimulationConfig, SimulationPlan};
 use checkin_edge::{IntakeSubject, Outbox, Publisher, PublisherConfig};
+use futures::FutureExt;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -77,15 +78,43 @@ pub async fn run(
         .with_context(|| format!("failed to open the outbox {}", outbox_dir.display()))?;
     let js = async_nats::jetstream::new(client);
 
+    let start = Instant::now();
+    let sent = send_plan(&js, &db, &plan, config.seed, std::future::pending()).await?;
+    print_summary(&plan, sent.acked, sent.retries, start.elapsed());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Counts of one sent plan, summed over its devices.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SentCounts {
+    /// Submissions that intake acknowledged.
+    pub acked: u64,
+    /// Publishes that were retried.
+    pub retries: u64,
+}
+
+/// Sends `plan` through one outbox per device (trees of `db`) and returns
+/// once every device outbox is drained, or as soon as `stop` completes.
+///
+/// Stopping early loses nothing: unsent submissions stay in the outboxes,
+/// and the next publisher of the same device sends them.
+pub async fn send_plan(
+    js: &async_nats::jetstream::Context,
+    db: &sled::Db,
+    plan: &SimulationPlan,
+    seed: u64,
+    stop: impl Future<Output = ()>,
+) -> anyhow::Result<SentCounts> {
     let mut outboxes = Vec::new();
     for device in &plan.devices {
-        let outbox = Outbox::open_tree(&db, &device.id)
+        let outbox = Outbox::open_tree(db, &device.id)
             .with_context(|| format!("failed to open the outbox of device {}", device.id))?;
         outboxes.push(outbox);
     }
 
     let start = Instant::now();
     let (done, done_signal) = watch::channel(false);
+    let (stopping, stop_signal) = watch::channel(false);
     let mut devices = Vec::new();
     for (index, device) in plan.devices.iter().enumerate() {
         let publisher = Publisher::new(
@@ -93,27 +122,53 @@ pub async fn run(
             outboxes[index].clone(),
             PublisherConfig {
                 window: 64,
-                jitter_seed: config.seed ^ index as u64,
+                jitter_seed: seed ^ index as u64,
                 ..PublisherConfig::default()
             },
         );
         let offline = device.offline;
         let done = done_signal.clone();
-        devices.push(tokio::spawn(run_device(publisher, start, offline, done)));
+        let stop = stop_signal.clone();
+        devices.push(tokio::spawn(async move {
+            // The publisher is cancel safe, so dropping it on stop loses nothing.
+            tokio::select! {
+                result = run_device(publisher, start, offline, done) => result.map(Some),
+                _ = wait_for_true(stop) => Ok(None),
+            }
+        }));
     }
 
-    produce(&plan, &outboxes, start).await?;
-    let _ = done.send(true);
+    // Fused, so that polling it again after it fired stays pending instead of panicking.
+    let mut stop = std::pin::pin!(stop.fuse());
+    tokio::select! {
+        result = produce(plan, &outboxes, start) => {
+            result?;
+            let _ = done.send(true);
+        }
+        _ = &mut stop => {
+            let _ = stopping.send(true);
+        }
+    }
 
-    let mut acked = 0;
-    let mut retries = 0;
+    let mut sent = SentCounts::default();
     for device in devices {
-        let metrics = device.await.context("a device task panicked")??;
-        acked += metrics.acked;
-        retries += metrics.retries;
+        let finished = tokio::select! {
+            result = device => result.context("a device task panicked")??,
+            _ = &mut stop => {
+                let _ = stopping.send(true);
+                None
+            }
+        };
+        if let Some(metrics) = finished {
+            sent.acked += metrics.acked;
+            sent.retries += metrics.retries;
+        }
     }
-    print_summary(&plan, acked, retries, start.elapsed());
-    Ok(ExitCode::SUCCESS)
+    Ok(sent)
+}
+
+async fn wait_for_true(mut signal: watch::Receiver<bool>) {
+    let _ = signal.wait_for(|set| *set).await;
 }
 
 /// Enqueues each submission into its device's outbox once its send time comes.
