@@ -14,6 +14,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod audit;
 pub mod dedupe;
 pub mod headers;
 pub mod reader;
