@@ -21,8 +21,8 @@ use crate::config::{Config, Durability};
 use crate::nats_server::LocalServer;
 use crate::view;
 use crate::{
-    BenchCommand, Cli, Command, DEFAULT_NATS, IntakeArg, LedgerCommand, ProjectCommand,
-    QueryCommand, RejectedCommand,
+    AuditCommand, BenchCommand, Cli, Command, DEFAULT_NATS, IntakeArg, LedgerCommand,
+    ProjectCommand, QueryCommand, RejectedCommand,
 };
 
 /// Most publishes awaiting an acknowledgement at once in `checkin publish`.
@@ -101,6 +101,27 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     json,
                 } => crate::query::segment(&source, &name, as_of.as_deref(), limit, json),
             }
+        }
+        Command::Audit(AuditCommand::Verify {
+            json,
+            expect_head,
+            checkpoint,
+            archive,
+        }) => {
+            let options = crate::audit::VerifyOptions {
+                json,
+                expect_head,
+                checkpoint,
+                archive,
+            };
+            Ok(crate::audit::verify(url.as_deref(), options).await)
+        }
+        Command::Audit(AuditCommand::Checkpoint { out }) => {
+            crate::audit::checkpoint(url.as_deref(), out.as_deref()).await
+        }
+        Command::Bench(BenchCommand::Audit { events }) => {
+            crate::bench::audit(events).await?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Bench(BenchCommand::Project { events }) => {
             crate::bench::project(events).await?;
@@ -366,7 +387,7 @@ fn submission_id(submission: &[u8]) -> Option<String> {
     usable.then(|| id.to_string())
 }
 
-async fn open_stream(url: Option<&str>, name: &str) -> anyhow::Result<StreamReader> {
+pub(crate) async fn open_stream(url: Option<&str>, name: &str) -> anyhow::Result<StreamReader> {
     let client = connect(url).await?;
     let js = jetstream::new(client);
     StreamReader::open(&js, name)

@@ -205,8 +205,14 @@ fn finding_kind_codes_round_trip() {
 
     for kind in FindingKind::ALL {
         assert_eq!(FindingKind::from_code(kind.as_str()), Some(kind));
-        assert!(!kind.message_en().is_empty(), "{kind:?} has no English text");
-        assert!(!kind.message_zh().is_empty(), "{kind:?} has no Chinese text");
+        assert!(
+            !kind.message_en().is_empty(),
+            "{kind:?} has no English text"
+        );
+        assert!(
+            !kind.message_zh().is_empty(),
+            "{kind:?} has no Chinese text"
+        );
         let serialized = serde_json::to_string(&kind).expect("kind serialises");
         assert_eq!(serialized, format!("\"{}\"", kind.as_str()));
     }

@@ -50,6 +50,8 @@ pub struct Auditor {
     chain_findings_seen: usize,
     findings: Vec<Finding>,
     expected_head: Option<ChainHead>,
+    /// Genesis hash the records must chain from, such as a checkpoint's `ledger_id`.
+    expected_ledger_id: Option<ChainHash>,
     /// Recomputed hash of the record at `expected_head.seq`, once pushed.
     hash_at_expected: Option<ChainHash>,
     /// Sequence of the first record that carried each event id.
@@ -73,6 +75,7 @@ impl Auditor {
             chain_findings_seen: 0,
             findings: Vec::new(),
             expected_head,
+            expected_ledger_id: None,
             hash_at_expected: None,
             first_seq_of_event: HashMap::new(),
             first_seq: None,
@@ -80,6 +83,14 @@ impl Auditor {
             prev_header: HeaderName::from_static(headers::PREV),
             hash_header: HeaderName::from_static(headers::HASH),
         }
+    }
+
+    /// Also checks that the genesis record hashes to `ledger_id`, and reports
+    /// a `fork` at sequence 1 when it does not: the whole history was
+    /// rewritten, or the records belong to another ledger of the same name.
+    pub fn expect_ledger_id(mut self, ledger_id: ChainHash) -> Self {
+        self.expected_ledger_id = Some(ledger_id);
+        self
     }
 
     /// Checks the next stored record.
@@ -177,6 +188,11 @@ impl Auditor {
 
         match record.body {
             RecordBody::Genesis(genesis) if message.seq == GENESIS_SEQ => {
+                if let Some(expected) = self.expected_ledger_id
+                    && expected != computed
+                {
+                    self.report(message.seq, FindingKind::Fork, expected, computed);
+                }
                 self.genesis = Some((genesis.ledger, computed));
             }
             RecordBody::Genesis(_) => {}
@@ -491,6 +507,23 @@ mod tests {
         assert_eq!(
             report.findings[0].actual,
             messages[1].hash_header().unwrap().to_hex()
+        );
+    }
+
+    #[test]
+    fn other_ledger_id_is_fork_at_genesis() {
+        let messages = chain(encoded(&[genesis(), check_in(1)]));
+        let mut auditor = Auditor::new(None).expect_ledger_id(ChainHash([3; 32]));
+        for message in &messages {
+            auditor.push(message);
+        }
+        let report = auditor.finish();
+
+        assert_eq!(kinds(&report), vec![(1, FindingKind::Fork)]);
+        assert_eq!(report.findings[0].expected, ChainHash([3; 32]).to_hex());
+        assert_eq!(
+            report.findings[0].actual,
+            messages[0].hash_header().unwrap().to_hex()
         );
     }
 
