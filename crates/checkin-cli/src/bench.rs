@@ -507,3 +507,79 @@ pub async fn project(events: usize) -> anyhow::Result<()> {
     server.stop().await?;
     Ok(())
 }
+
+/// Measures `checkin audit verify` over a ledger of `events` check-ins beside
+/// a raw ordered-consumer read of the same stream, on a fresh local server.
+///
+/// Each round reads the stream raw, then audits it, so that both see the
+/// same server caches; two rounds show how much the figures vary.
+pub async fn audit(events: usize) -> anyhow::Result<()> {
+    use checkin_ledger::audit::Auditor;
+    use checkin_ledger::reader::StreamReader;
+
+    let payloads = submissions(events);
+    let scratch = tempfile::tempdir().context("failed to create a scratch directory")?;
+    let server = LocalServer::start(scratch.path(), free_port()?, false).await?;
+    let client = async_nats::connect(&server.url).await?;
+    run_sequencer(&client, &payloads, AppendMode::Atomic, scratch.path()).await?;
+    let js = jetstream::new(client.clone());
+    let head = events as u64 + 1;
+    let reader = StreamReader::open(&js, LEDGER_STREAM).await?;
+
+    for _round in 0..2 {
+        let start = Instant::now();
+        let read = raw_ordered_read(&js).await?;
+        anyhow::ensure!(read == head, "read {read} of {head} ledger records");
+        let baseline_rate = head as f64 / start.elapsed().as_secs_f64();
+
+        let start = Instant::now();
+        let progress = indicatif::ProgressBar::hidden();
+        let report = crate::audit::audit_stream(&reader, Auditor::new(None), progress).await?;
+        let seconds = start.elapsed().as_secs_f64();
+        anyhow::ensure!(
+            report.is_clean() && report.records == head,
+            "the benchmark ledger did not verify: {} records, findings {:?}",
+            report.records,
+            report.findings
+        );
+
+        let rate = head as f64 / seconds;
+        let figure = Figure {
+            name: "audit_verify".into(),
+            events: head as usize,
+            seconds,
+            events_per_s: rate.round(),
+            baseline: "raw_ordered_consumer_read".into(),
+            baseline_events_per_s: baseline_rate.round(),
+            ratio: (rate / baseline_rate * 1000.0).round() / 1000.0,
+            peak_rss_mb: peak_rss_mb(),
+        };
+        println!("{}", serde_json::to_string(&figure)?);
+    }
+
+    drop(client);
+    server.stop().await?;
+    Ok(())
+}
+
+/// Reads every ledger message with an ordered consumer and drops it; returns the count.
+async fn raw_ordered_read(js: &jetstream::Context) -> anyhow::Result<u64> {
+    use async_nats::jetstream::consumer;
+    use futures::StreamExt;
+
+    let stream = js.get_stream(LEDGER_STREAM).await?;
+    let consumer = stream
+        .create_consumer(consumer::pull::OrderedConfig::default())
+        .await?;
+    let mut messages = consumer.messages().await?;
+    let mut read = 0u64;
+    while let Some(message) = messages.next().await {
+        let message = message?;
+        read += 1;
+        let pending = message.info().map_err(|err| anyhow::anyhow!(err))?.pending;
+        if pending == 0 {
+            break;
+        }
+    }
+    Ok(read)
+}

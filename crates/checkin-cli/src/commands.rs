@@ -21,7 +21,7 @@ use crate::config::{Config, Durability};
 use crate::nats_server::LocalServer;
 use crate::view;
 use crate::{
-    BenchCommand, Cli, Command, DEFAULT_NATS, ImportCommand, IntakeArg, LedgerCommand,
+    AuditCommand, BenchCommand, Cli, Command, DEFAULT_NATS, ImportCommand, IntakeArg, LedgerCommand,
     ProjectCommand, QueryCommand, RejectedCommand,
 };
 
@@ -272,6 +272,27 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 segment_records,
             };
             crate::archive::run(client, options).await
+        }
+        Command::Audit(AuditCommand::Verify {
+            json,
+            expect_head,
+            checkpoint,
+            archive,
+        }) => {
+            let options = crate::audit::VerifyOptions {
+                json,
+                expect_head,
+                checkpoint,
+                archive,
+            };
+            Ok(crate::audit::verify(url.as_deref(), options).await)
+        }
+        Command::Audit(AuditCommand::Checkpoint { out }) => {
+            crate::audit::checkpoint(url.as_deref(), out.as_deref()).await
+        }
+        Command::Bench(BenchCommand::Audit { events }) => {
+            crate::bench::audit(events).await?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Bench(BenchCommand::Project { events }) => {
             crate::bench::project(events).await?;
@@ -601,7 +622,7 @@ fn submission_id(submission: &[u8]) -> Option<String> {
     usable.then(|| id.to_string())
 }
 
-async fn open_stream(url: Option<&str>, name: &str) -> anyhow::Result<StreamReader> {
+pub(crate) async fn open_stream(url: Option<&str>, name: &str) -> anyhow::Result<StreamReader> {
     let client = connect(url).await?;
     let js = jetstream::new(client);
     StreamReader::open(&js, name)

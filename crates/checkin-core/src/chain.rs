@@ -150,19 +150,101 @@ pub enum FindingKind {
     Fork,
     /// The first record is not at sequence 1.
     MissingGenesis,
+    /// A check-in or void carries an event id that an earlier record already
+    /// carries. Only an auditor that decodes records reports it.
+    DuplicateEvent,
+    /// The body is not a record of a known format version. Only an auditor
+    /// that decodes records reports it.
+    Undecodable,
 }
 
 impl FindingKind {
+    /// All kinds, for catalogues and tests.
+    pub const ALL: [FindingKind; 9] = [
+        Self::Gap,
+        Self::OutOfOrder,
+        Self::HashMismatch,
+        Self::PrevMismatch,
+        Self::Truncated,
+        Self::Fork,
+        Self::MissingGenesis,
+        Self::DuplicateEvent,
+        Self::Undecodable,
+    ];
+
     /// Returns the stable snake_case name.
+    ///
+    /// The names are a public contract: audit reports and the Python verifier
+    /// use them. Add kinds freely; never rename or reuse one.
     pub fn as_str(self) -> &'static str {
+        self.texts().0
+    }
+
+    /// Parses a stable snake_case name.
+    pub fn from_code(code: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|kind| kind.as_str() == code)
+    }
+
+    /// Returns the English description of what the finding means.
+    pub fn message_en(self) -> &'static str {
+        self.texts().1
+    }
+
+    /// Returns the Simplified Chinese description of what the finding means.
+    pub fn message_zh(self) -> &'static str {
+        self.texts().2
+    }
+
+    /// Returns (code, English description, Chinese description).
+    fn texts(self) -> (&'static str, &'static str, &'static str) {
         match self {
-            Self::Gap => "gap",
-            Self::OutOfOrder => "out_of_order",
-            Self::HashMismatch => "hash_mismatch",
-            Self::PrevMismatch => "prev_mismatch",
-            Self::Truncated => "truncated",
-            Self::Fork => "fork",
-            Self::MissingGenesis => "missing_genesis",
+            Self::Gap => (
+                "gap",
+                "sequences are missing: records were deleted or never written",
+                "序号缺失：记录被删除或从未写入",
+            ),
+            Self::OutOfOrder => (
+                "out_of_order",
+                "a record arrived at a sequence not above the previous one",
+                "记录的序号不大于前一条记录",
+            ),
+            Self::HashMismatch => (
+                "hash_mismatch",
+                "the recomputed hash differs from the Checkin-Hash header: \
+                 the body or the header was changed, or the record moved",
+                "重新计算的哈希与 Checkin-Hash 头不符：内容或头被修改，或记录被移动",
+            ),
+            Self::PrevMismatch => (
+                "prev_mismatch",
+                "the Checkin-Prev header does not name the previous record's hash",
+                "Checkin-Prev 头与前一条记录的哈希不符",
+            ),
+            Self::Truncated => (
+                "truncated",
+                "the ledger ends before a head that was recorded earlier",
+                "账本在先前记录的链头之前结束",
+            ),
+            Self::Fork => (
+                "fork",
+                "the record at a recorded head now hashes differently: \
+                 history was rewritten after the head was recorded",
+                "先前记录的链头处的记录哈希已改变：链头记录之后历史被改写",
+            ),
+            Self::MissingGenesis => (
+                "missing_genesis",
+                "the first record is not the genesis record at sequence 1",
+                "第一条记录不是序号 1 的创世记录",
+            ),
+            Self::DuplicateEvent => (
+                "duplicate_event",
+                "an event id is recorded a second time",
+                "同一事件 ID 被重复记录",
+            ),
+            Self::Undecodable => (
+                "undecodable",
+                "the body is not a record of a known format version",
+                "内容不是已知格式版本的记录",
+            ),
         }
     }
 }

@@ -186,3 +186,34 @@ proptest! {
         );
     }
 }
+
+#[test]
+fn finding_kind_codes_round_trip() {
+    let expected = [
+        "gap",
+        "out_of_order",
+        "hash_mismatch",
+        "prev_mismatch",
+        "truncated",
+        "fork",
+        "missing_genesis",
+        "duplicate_event",
+        "undecodable",
+    ];
+    let codes: Vec<&str> = FindingKind::ALL.iter().map(|kind| kind.as_str()).collect();
+    assert_eq!(codes, expected);
+
+    for kind in FindingKind::ALL {
+        assert_eq!(FindingKind::from_code(kind.as_str()), Some(kind));
+        assert!(
+            !kind.message_en().is_empty(),
+            "{kind:?} has no English text"
+        );
+        assert!(
+            !kind.message_zh().is_empty(),
+            "{kind:?} has no Chinese text"
+        );
+        let serialized = serde_json::to_string(&kind).expect("kind serialises");
+        assert_eq!(serialized, format!("\"{}\"", kind.as_str()));
+    }
+}

@@ -16,6 +16,7 @@
 #![warn(missing_docs)]
 
 pub mod archive;
+pub mod audit;
 pub mod dedupe;
 pub mod headers;
 pub mod reader;

@@ -132,6 +132,26 @@ impl StreamReader {
         }
     }
 
+    /// Returns the newest message on `subject`, or `None` when there is none.
+    ///
+    /// # Errors
+    ///
+    /// Fails when the server cannot be reached.
+    pub async fn last_on_subject(&self, subject: &str) -> Result<Option<StoredMessage>, ReadError> {
+        use async_nats::jetstream::stream::LastRawMessageErrorKind;
+        match self.stream.get_last_raw_message_by_subject(subject).await {
+            Ok(message) => Ok(Some(StoredMessage {
+                seq: message.sequence,
+                subject: message.subject.to_string(),
+                headers: Some(message.headers),
+                payload: message.payload,
+                stored_at_unix_ns: message.time.unix_timestamp_nanos(),
+            })),
+            Err(err) if err.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
+            Err(err) => Err(read_error("get the last message from", &self.name, err)),
+        }
+    }
+
     /// Streams the messages from `from` through `to` inclusive, in order,
     /// with an ordered consumer that the server deletes once it is dropped.
     ///
@@ -170,13 +190,60 @@ impl StreamReader {
     /// Fails when the consumer cannot be created; items fail when the server
     /// connection breaks, after which the ordered consumer recreates itself.
     pub async fn follow(&self, from: u64) -> Result<MessageStream, ReadError> {
+        let stream = self
+            .ordered(consumer::DeliverPolicy::ByStartSequence {
+                start_sequence: from.max(1),
+            })
+            .await?
+            .map(|item| item.map(|(message, _pending)| message));
+        Ok(stream.boxed())
+    }
+
+    /// Streams every message the stream holds, in order, and ends at the
+    /// first message after which the server reported none pending.
+    ///
+    /// Unlike [`StreamReader::range`] it needs no last sequence, so it also
+    /// ends when the newest messages were deleted and the stream's last
+    /// sequence names a message that no longer exists. Messages appended
+    /// while it reads are included until it catches up.
+    ///
+    /// # Errors
+    ///
+    /// Fails when the stream info cannot be read or the consumer cannot be
+    /// created; each item fails when the server connection breaks.
+    pub async fn read_all(&self) -> Result<MessageStream, ReadError> {
+        let mut stream = self.stream.clone();
+        let info = stream
+            .info()
+            .await
+            .map_err(|err| read_error("read info of", &self.name, err))?;
+        if info.state.messages == 0 {
+            return Ok(futures::stream::empty().boxed());
+        }
+
+        let messages = self.ordered(consumer::DeliverPolicy::All).await?;
+        let stream = futures::stream::unfold((messages, false), |(mut inner, done)| async move {
+            if done {
+                return None;
+            }
+            let item = inner.next().await?;
+            let finished = matches!(&item, Ok((_, 0)));
+            Some((item.map(|(message, _)| message), (inner, finished)))
+        });
+        Ok(stream.boxed())
+    }
+
+    /// Streams messages with the number still pending after each, from an
+    /// ordered consumer that the server deletes once it is dropped.
+    async fn ordered(
+        &self,
+        deliver_policy: consumer::DeliverPolicy,
+    ) -> Result<BoxStream<'static, Result<(StoredMessage, u64), ReadError>>, ReadError> {
         let name = self.name.clone();
         let consumer = self
             .stream
             .create_consumer(consumer::pull::OrderedConfig {
-                deliver_policy: consumer::DeliverPolicy::ByStartSequence {
-                    start_sequence: from.max(1),
-                },
+                deliver_policy,
                 ..Default::default()
             })
             .await
@@ -193,13 +260,19 @@ impl StreamReader {
                 stream: name.clone(),
                 source: err,
             })?;
-            Ok(StoredMessage {
-                seq: info.stream_sequence,
+            let (seq, pending) = (info.stream_sequence, info.pending);
+            let stored_at_unix_ns = info.published.unix_timestamp_nanos();
+            // Move the headers out rather than cloning them: a clone
+            // allocates a map per message.
+            let (message, _acker) = message.split();
+            let stored = StoredMessage {
+                seq,
                 subject: message.subject.to_string(),
-                headers: message.headers.clone(),
-                payload: message.payload.clone(),
-                stored_at_unix_ns: info.published.unix_timestamp_nanos(),
-            })
+                headers: message.headers,
+                payload: message.payload,
+                stored_at_unix_ns,
+            };
+            Ok((stored, pending))
         });
         Ok(stream.boxed())
     }
