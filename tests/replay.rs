@@ -102,6 +102,24 @@ async fn replay_from_archive_equals_live() {
         &["archive", "--up-to", "150", "--to", path(&archive)],
     );
 
+    // The auditor checks archive + stream as one chain; the stream alone
+    // lacks its start.
+    let audit = checkin_command(&server, &data, &config)
+        .args(["audit", "verify", "--json", "--archive", path(&archive)])
+        .output()
+        .unwrap();
+    assert_eq!(
+        audit.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&audit.stdout)
+    );
+    let stream_only = checkin_command(&server, &data, &config)
+        .args(["audit", "verify", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(stream_only.status.code(), Some(1));
+
     // Without the archive the replay cannot start at seq 1.
     let refused = checkin_command(&server, &data, &config)
         .args(["replay", "--into", path(&server.scratch("no-archive"))])

@@ -12,6 +12,7 @@ use anyhow::{Context, bail};
 use checkin_core::chain::{Finding, link_hash};
 use checkin_core::record::RecordBody;
 use checkin_core::{ChainHash, ChainHead, codec};
+use checkin_ledger::archive::ArchiveSet;
 use checkin_ledger::audit::{AuditReport, Auditor, CHECKPOINT_FORMAT, Checkpoint};
 use checkin_ledger::reader::{ReadError, StoredMessage, StreamReader};
 use checkin_ledger::topology::{LEDGER_STREAM, LEDGER_SUBJECT};
@@ -53,14 +54,6 @@ pub async fn verify(url: Option<&str>, options: VerifyOptions) -> ExitCode {
 }
 
 async fn try_verify(url: Option<&str>, options: &VerifyOptions) -> anyhow::Result<AuditReport> {
-    if let Some(dir) = &options.archive {
-        // TODO: feed archive segments through the same Auditor once the
-        // archive reader exists; until then refuse rather than skip them.
-        bail!(
-            "--archive {} is not supported by this build yet: it can verify only the live stream",
-            dir.display()
-        );
-    }
     let checkpoint = match &options.checkpoint {
         Some(path) => Some(read_checkpoint(path)?),
         None => None,
@@ -80,9 +73,29 @@ async fn try_verify(url: Option<&str>, options: &VerifyOptions) -> anyhow::Resul
 
     let (first, last) = reader.bounds().await?;
     let total = if last == 0 { 0 } else { last - first + 1 };
-    let progress = progress_bar(total, options.json);
     let start = Instant::now();
-    let report = audit_stream(&reader, auditor, progress.clone()).await?;
+    // Archive segments first, through the same auditor, then the stream
+    // from where they end: one chain across both.
+    let mut archived_through = 0;
+    if let Some(dir) = &options.archive {
+        let dir = dir.clone();
+        let (verified, through) = tokio::task::spawn_blocking(move || {
+            let set = ArchiveSet::open(&dir)
+                .with_context(|| format!("failed to open the archive in {}", dir.display()))?;
+            set.for_each_record(|record| {
+                auditor.push(&record.to_message());
+                Ok::<(), checkin_ledger::archive::ArchiveError>(())
+            })
+            .with_context(|| format!("failed to read the archive in {}", dir.display()))?;
+            anyhow::Ok((auditor, set.last_seq()))
+        })
+        .await
+        .context("the archive verifying thread panicked")??;
+        auditor = verified;
+        archived_through = through;
+    }
+    let progress = progress_bar(total, options.json);
+    let report = audit_stream(&reader, auditor, archived_through, progress.clone()).await?;
     let seconds = start.elapsed().as_secs_f64();
     progress.finish_and_clear();
 
@@ -95,7 +108,8 @@ async fn try_verify(url: Option<&str>, options: &VerifyOptions) -> anyhow::Resul
     Ok(report)
 }
 
-/// Reads the whole ledger stream through `auditor`.
+/// Reads the whole ledger stream through `auditor`, skipping records up to
+/// `archived_through` that the archive already fed it.
 ///
 /// The stream is read on the async runtime and verified on a blocking
 /// thread, in batches, so that hashing and decoding overlap with network
@@ -103,6 +117,7 @@ async fn try_verify(url: Option<&str>, options: &VerifyOptions) -> anyhow::Resul
 pub async fn audit_stream(
     reader: &StreamReader,
     mut auditor: Auditor,
+    archived_through: u64,
     progress: ProgressBar,
 ) -> anyhow::Result<AuditReport> {
     let (sender, mut receiver) = tokio::sync::mpsc::channel::<Vec<StoredMessage>>(BATCHES_AHEAD);
@@ -111,7 +126,13 @@ pub async fn audit_stream(
     let read = tokio::spawn(async move {
         let mut batch = Vec::with_capacity(BATCH);
         while let Some(message) = messages.next().await {
-            batch.push(message?);
+            let message = message?;
+            // Records still in the stream after a crash between archiving
+            // and purging were already checked in the archive.
+            if message.seq <= archived_through {
+                continue;
+            }
+            batch.push(message);
             if batch.len() == BATCH {
                 let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
                 if sender.send(full).await.is_err() {

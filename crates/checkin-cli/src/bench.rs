@@ -534,7 +534,7 @@ pub async fn audit(events: usize) -> anyhow::Result<()> {
 
         let start = Instant::now();
         let progress = indicatif::ProgressBar::hidden();
-        let report = crate::audit::audit_stream(&reader, Auditor::new(None), progress).await?;
+        let report = crate::audit::audit_stream(&reader, Auditor::new(None), 0, progress).await?;
         let seconds = start.elapsed().as_secs_f64();
         anyhow::ensure!(
             report.is_clean() && report.records == head,

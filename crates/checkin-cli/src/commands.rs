@@ -21,8 +21,8 @@ use crate::config::{Config, Durability};
 use crate::nats_server::LocalServer;
 use crate::view;
 use crate::{
-    AuditCommand, BenchCommand, Cli, Command, DEFAULT_NATS, ImportCommand, IntakeArg, LedgerCommand,
-    ProjectCommand, QueryCommand, RejectedCommand,
+    AuditCommand, BenchCommand, Cli, Command, DEFAULT_NATS, ImportCommand, IntakeArg,
+    LedgerCommand, ProjectCommand, QueryCommand, RejectedCommand,
 };
 
 /// Most publishes awaiting an acknowledgement at once in `checkin publish`.

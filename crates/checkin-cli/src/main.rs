@@ -244,8 +244,8 @@ enum AuditCommand {
         /// must have the same id and still reach its head with the same hash.
         #[arg(long, value_name = "FILE")]
         checkpoint: Option<PathBuf>,
-        /// Directory of archive segments to verify before the stream
-        /// (reserved: this build verifies only the stream and rejects it).
+        /// Directory of archive segments to verify before the stream, as
+        /// one chain with it.
         #[arg(long, value_name = "DIR")]
         archive: Option<PathBuf>,
     },
