@@ -7,6 +7,9 @@ cd "$(dirname "$0")/.."
 
 NATS_SERVER_VERSION=2.15.1
 BLAKE3_PY_VERSION=1.0.5
+# tools/verify_ledger.py, which tests/audit.rs runs beside checkin audit verify.
+NATS_PY_VERSION=2.16.0
+ZSTANDARD_PY_VERSION=0.23.0
 
 # Atomic batch publish needs nats-server 2.12 or newer.
 nats_server_usable() {
@@ -32,8 +35,9 @@ nats_server_usable "$CHECKIN_NATS_SERVER" || {
 }
 echo "using $("$CHECKIN_NATS_SERVER" --version) at $CHECKIN_NATS_SERVER"
 
-if ! python3 -c 'import blake3' 2>/dev/null; then
-  python3 -m pip install --quiet --disable-pip-version-check "blake3==$BLAKE3_PY_VERSION"
+if ! python3 -c 'import blake3, nats, zstandard' 2>/dev/null; then
+  python3 -m pip install --quiet --disable-pip-version-check \
+    "blake3==$BLAKE3_PY_VERSION" "nats-py==$NATS_PY_VERSION" "zstandard==$ZSTANDARD_PY_VERSION"
 fi
 
 cargo fmt --all --check
@@ -47,6 +51,7 @@ cargo test --workspace --locked --doc 2>&1 | tee -a "$results"
 cargo test --workspace --locked --tests -- --test-threads=1 2>&1 | tee -a "$results"
 
 python3 tools/check_vectors.py schemas
+python3 tools/verify_ledger.py vectors schemas
 
 # One closing line for the whole run, summed over every test binary.
 awk '/^test result:/ { passed += $4; failed += $6 } END { printf "tests: %d passed, %d failed\n", passed, failed }' "$results"

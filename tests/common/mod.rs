@@ -139,8 +139,23 @@ impl NatsServer {
         self.kill();
     }
 
+    /// Stops the server with SIGTERM and waits, so it writes its stream
+    /// indexes as a clean shutdown does, keeping its store.
+    pub fn stop_cleanly(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let status = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status()
+                .expect("failed to run kill");
+            assert!(status.success(), "kill -TERM failed");
+            let _ = child.wait();
+        }
+    }
+
     /// Starts a stopped server again on the same port and store.
     pub fn start_again(&mut self) {
+        assert!(self.child.is_none(), "nats-server is still running");
         self.spawn();
     }
 

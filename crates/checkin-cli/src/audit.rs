@@ -30,6 +30,9 @@ const EXIT_NOT_RUN: u8 = 2;
 const BATCH: usize = 512;
 /// Batches read ahead of the verifying thread.
 const BATCHES_AHEAD: usize = 16;
+/// Time without a message, while the server reports more pending, after
+/// which the reader treats the next message as unreadable.
+const STALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Options of `checkin audit verify`.
 pub struct VerifyOptions {
@@ -121,30 +124,8 @@ pub async fn audit_stream(
     progress: ProgressBar,
 ) -> anyhow::Result<AuditReport> {
     let (sender, mut receiver) = tokio::sync::mpsc::channel::<Vec<StoredMessage>>(BATCHES_AHEAD);
-    let mut messages = reader.read_all().await?;
-
-    let read = tokio::spawn(async move {
-        let mut batch = Vec::with_capacity(BATCH);
-        while let Some(message) = messages.next().await {
-            let message = message?;
-            // Records still in the stream after a crash between archiving
-            // and purging were already checked in the archive.
-            if message.seq <= archived_through {
-                continue;
-            }
-            batch.push(message);
-            if batch.len() == BATCH {
-                let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
-                if sender.send(full).await.is_err() {
-                    return Ok(());
-                }
-            }
-        }
-        if !batch.is_empty() {
-            let _ = sender.send(batch).await;
-        }
-        Ok::<(), ReadError>(())
-    });
+    let reader = reader.clone();
+    let read = tokio::spawn(async move { read_batches(&reader, archived_through, sender).await });
     let verify = tokio::task::spawn_blocking(move || {
         while let Some(batch) = receiver.blocking_recv() {
             for message in &batch {
@@ -160,6 +141,65 @@ pub async fn audit_stream(
         .context("the stream reading task panicked")?
         .context("failed to read the ledger stream")?;
     Ok(auditor.finish())
+}
+
+/// Reads the stream in order into batches for the verifying thread.
+///
+/// nats-server 2.15 hides a message whose stored checksum no longer matches:
+/// a direct get returns "not found" and an ordered consumer stops delivering
+/// at it. When no message arrives for [`STALL_TIMEOUT`], the reader gets the
+/// following sequences one by one, skipping those the server cannot return,
+/// and then reads on with a new ordered consumer after the first it could
+/// get. The skipped sequences show up as a `gap`.
+async fn read_batches(
+    reader: &StreamReader,
+    archived_through: u64,
+    sender: tokio::sync::mpsc::Sender<Vec<StoredMessage>>,
+) -> Result<(), ReadError> {
+    let mut batch = Vec::with_capacity(BATCH);
+    // Records still in the stream after a crash between archiving and
+    // purging were already checked in the archive.
+    let mut next = archived_through + 1;
+    'consumers: loop {
+        let mut messages = reader.read_from(next).await?;
+        loop {
+            let message = match tokio::time::timeout(STALL_TIMEOUT, messages.next()).await {
+                Ok(Some(message)) => message?,
+                Ok(None) => break 'consumers,
+                Err(_stalled) => {
+                    let (_, last) = reader.bounds().await?;
+                    tracing::warn!(
+                        seq = next,
+                        last,
+                        "ledger read stalled; reading records one by one"
+                    );
+                    loop {
+                        if next > last {
+                            break 'consumers;
+                        }
+                        if let Some(message) = reader.get(next).await? {
+                            next = message.seq + 1;
+                            batch.push(message);
+                            continue 'consumers;
+                        }
+                        next += 1;
+                    }
+                }
+            };
+            next = message.seq + 1;
+            batch.push(message);
+            if batch.len() == BATCH {
+                let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+                if sender.send(full).await.is_err() {
+                    return Ok(());
+                }
+            }
+        }
+    }
+    if !batch.is_empty() {
+        let _ = sender.send(batch).await;
+    }
+    Ok(())
 }
 
 /// Shows a bar on standard error when it is a terminal and the output is text.

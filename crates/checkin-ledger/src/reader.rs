@@ -212,16 +212,29 @@ impl StreamReader {
     /// Fails when the stream info cannot be read or the consumer cannot be
     /// created; each item fails when the server connection breaks.
     pub async fn read_all(&self) -> Result<MessageStream, ReadError> {
+        self.read_from(1).await
+    }
+
+    /// Streams every message from `from` on, like [`StreamReader::read_all`].
+    ///
+    /// # Errors
+    ///
+    /// As [`StreamReader::read_all`].
+    pub async fn read_from(&self, from: u64) -> Result<MessageStream, ReadError> {
         let mut stream = self.stream.clone();
         let info = stream
             .info()
             .await
             .map_err(|err| read_error("read info of", &self.name, err))?;
-        if info.state.messages == 0 {
+        if info.state.messages == 0 || from > info.state.last_sequence {
             return Ok(futures::stream::empty().boxed());
         }
 
-        let messages = self.ordered(consumer::DeliverPolicy::All).await?;
+        let messages = self
+            .ordered(consumer::DeliverPolicy::ByStartSequence {
+                start_sequence: from.max(1),
+            })
+            .await?;
         let stream = futures::stream::unfold((messages, false), |(mut inner, done)| async move {
             if done {
                 return None;
