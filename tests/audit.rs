@@ -559,3 +559,75 @@ async fn garbage_body_is_undecodable() {
     assert_eq!(findings[0].seq, HEAD + 1);
     assert_eq!(findings[0].kind, "undecodable");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changed_checkpoint_hash_is_fork() {
+    let ledger = build_ledger().await;
+    let path = ledger.checkpoint();
+    let text = std::fs::read_to_string(&path).expect("checkpoint");
+    let recorded = ChainHash([0x33; 32]);
+    let edited = text.replace(&ledger.hash_of(HEAD).to_hex(), &recorded.to_hex());
+    assert_ne!(edited, text, "the checkpoint names the head hash");
+    std::fs::write(&path, edited).expect("write checkpoint");
+
+    // The stream is untouched; the recorded head no longer matches it, as
+    // when history was rewritten after the checkpoint was taken.
+    let path_arg = path.to_str().expect("utf-8 path");
+    let verdict = ledger.verify_both(&["--checkpoint", path_arg]);
+    assert_eq!(verdict.exit_code, 1);
+    assert_eq!(
+        verdict.findings(),
+        vec![Found::new(HEAD, "fork", recorded, ledger.hash_of(HEAD))]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkpoint_of_other_ledger_exits_two() {
+    let ledger = build_ledger().await;
+    let path = ledger.checkpoint();
+    let text = std::fs::read_to_string(&path).expect("checkpoint");
+    std::fs::write(&path, text.replace("\"test\"", "\"other\"")).expect("write checkpoint");
+    let path_arg = path.to_str().expect("utf-8 path");
+
+    let rust = checkin_command(&ledger.server, &ledger.data, &ledger.config)
+        .args(["audit", "verify", "--checkpoint", path_arg])
+        .output()
+        .expect("run checkin audit verify");
+    assert_eq!(rust.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&rust.stderr);
+    assert!(stderr.contains("\"other\""), "stderr: {stderr}");
+    assert!(stderr.contains("审计未能运行"), "stderr: {stderr}");
+
+    let python = Command::new("python3")
+        .arg(workspace_root().join("tools/verify_ledger.py"))
+        .args([
+            "stream",
+            "--nats",
+            &ledger.server.url(),
+            "--checkpoint",
+            path_arg,
+        ])
+        .output()
+        .expect("run python3");
+    assert_eq!(python.status.code(), Some(2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_report_names_finding_in_both_languages() {
+    let ledger = build_ledger().await;
+    let stream = ledger.rebuild_allowing_delete().await;
+    assert!(stream.delete_message(5).await.expect("delete seq 5"));
+
+    let output = checkin_command(&ledger.server, &ledger.data, &ledger.config)
+        .args(["audit", "verify"])
+        .output()
+        .expect("run checkin audit verify");
+    assert_eq!(output.status.code(), Some(1));
+    let text = String::from_utf8(output.stdout).expect("utf-8 output");
+    assert!(text.contains("seq 5  gap\n"), "output: {text}");
+    assert!(text.contains("sequences are missing"), "output: {text}");
+    assert!(text.contains("序号缺失"), "output: {text}");
+    assert!(text.contains("expected: 5\n"), "output: {text}");
+    assert!(text.contains("found:    6\n"), "output: {text}");
+    assert!(text.contains("1 finding(s)"), "output: {text}");
+}
