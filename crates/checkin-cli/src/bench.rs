@@ -257,7 +257,10 @@ async fn run_ingest(
         let _ = stopped.await;
     }));
     let start = Instant::now();
-    let publishing = tokio::spawn(async move { publisher.drain().await });
+    let publishing = tokio::spawn(async move {
+        let drained = publisher.drain().await;
+        (drained, start.elapsed())
+    });
 
     let target = submissions.len() as u64 + 1;
     let mut ledger = js.get_stream(LEDGER_STREAM).await?;
@@ -266,9 +269,13 @@ async fn run_ingest(
     }
     let seconds = start.elapsed().as_secs_f64();
 
-    publishing
-        .await?
-        .context("the edge publisher failed during the benchmark")?;
+    let (drained, publish_time) = publishing.await?;
+    drained.context("the edge publisher failed during the benchmark")?;
+    // Shows whether the publisher or the sequencer is behind.
+    eprintln!(
+        "publisher drained the outbox in {:.2} s, ledger complete in {seconds:.2} s",
+        publish_time.as_secs_f64()
+    );
     let _ = stop.send(());
     sequencing
         .await?

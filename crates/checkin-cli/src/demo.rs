@@ -20,8 +20,6 @@ use tracing::{Instrument, info, info_span};
 const DEVICES: usize = 6;
 /// Customers of the demo.
 const CUSTOMERS: usize = 200;
-/// Seed of the first round. Round `n` uses `SEED + n`.
-const SEED: u64 = 1;
 /// Days of history the backfill round spans, within the 35-day live horizon.
 const BACKFILL_DAYS: u32 = 28;
 /// Submissions of the backfill round, sent over [`BACKFILL_DURATION`].
@@ -37,6 +35,8 @@ const INVALID_SHARE: f64 = 0.02;
 /// The first round's plan and the ids that the printed URLs use.
 pub struct Backfill {
     plan: SimulationPlan,
+    /// Seed of the backfill. Round `n` uses `seed + n`.
+    pub seed: u64,
     /// A customer with check-ins in the backfill.
     pub customer: String,
     /// The site of that customer's first check-in.
@@ -48,8 +48,13 @@ pub struct Backfill {
 }
 
 /// Plans the backfill round relative to `now`.
+///
+/// The seed is `now` in Unix seconds: a fixed seed would give a second demo
+/// on the same data directory the same event ids with other check-in times,
+/// which the sequencer rejects as `id_conflict`.
 pub fn plan_backfill(now: DateTime<Utc>) -> anyhow::Result<Backfill> {
-    let settings = settings(SEED, now, BACKFILL_RATE, BACKFILL_DURATION, BACKFILL_DAYS);
+    let seed = now.timestamp().unsigned_abs();
+    let settings = settings(seed, now, BACKFILL_RATE, BACKFILL_DURATION, BACKFILL_DAYS);
     let plan = simulate::plan(&settings);
     let first_valid = plan
         .submissions
@@ -72,6 +77,7 @@ pub fn plan_backfill(now: DateTime<Utc>) -> anyhow::Result<Backfill> {
         from: (now - history).with_timezone(&shanghai).date_naive(),
         to: now.with_timezone(&shanghai).date_naive(),
         plan,
+        seed,
     })
 }
 
@@ -92,11 +98,12 @@ pub async fn run(
         .with_context(|| format!("failed to open the outbox {}", outbox_dir.display()))?;
     let js = async_nats::jetstream::new(client);
 
+    let seed = backfill.seed;
     let mut plan = backfill.plan;
     let mut round: u64 = 0;
     loop {
         let span = info_span!("demo_round", round, submissions = plan.submissions.len());
-        let sent = crate::simulate::send_plan(&js, &db, &plan, SEED + round, stopped(&stop))
+        let sent = crate::simulate::send_plan(&js, &db, &plan, seed + round, stopped(&stop))
             .instrument(span)
             .await?;
         info!(
@@ -110,7 +117,7 @@ pub async fn run(
         }
 
         round += 1;
-        let live = settings(SEED + round, Utc::now(), LIVE_RATE, LIVE_ROUND, 1);
+        let live = settings(seed + round, Utc::now(), LIVE_RATE, LIVE_ROUND, 1);
         plan = simulate::plan(&live);
     }
 }
@@ -150,7 +157,8 @@ pub fn print_guide(backfill: &Backfill, listen: std::net::SocketAddr, cli_prefix
         ..
     } = backfill;
     println!(
-        "demo traffic: {BACKFILL_DAYS} days of history, then {LIVE_RATE} check-ins/s from {DEVICES} devices"
+        "demo traffic: {BACKFILL_DAYS} days of history, then {LIVE_RATE} check-ins/s from {DEVICES} devices (seed {})",
+        backfill.seed
     );
     println!("  customer: {api}/v1/customers/{customer}");
     println!("  site:     {api}/v1/sites/{site}/days?from={from}&to={to}");
