@@ -11,13 +11,16 @@
 //! | `s` ‖ customer | [`CustomerSummary`] |
 //! | `r` | latest check-in time in the ledger so far, UTC microseconds (8, big-endian) |
 //! | `g` ‖ customer | the customer's segment at the last daily evaluation (1) |
+//! | `n` ‖ day (4) ‖ customer | empty: judge the customer at the first evaluation on or after that day; day 0 = at the next one |
+//! | `p` ‖ customer | the day of the customer's `n` key (4) |
 //! | `h` ‖ customer ‖ 0 ‖ day (4) | the segment the customer entered at that day's evaluation (1) |
 //!
 //! Segments are evaluated once per day of the reference time: when a
 //! check-in moves the latest check-in time into a new calendar day (in the
 //! segment rules' zone), every customer is judged as of that day's start,
 //! from the ledger before that check-in, and each change is appended to the
-//! customer's history. The evaluation points and inputs follow ledger order
+//! customer's history. Only customers whose summary changed or whose next
+//! threshold passed are judged again; the others cannot have changed. The evaluation points and inputs follow ledger order
 //! only, so the history is the same whatever the batching.
 //!
 //! The summary is a pure function of the customer's scans, so a rebuild
@@ -27,7 +30,7 @@
 //! Figures that depend on "now" (current streak, segment) are computed at
 //! query time from the summary and a reference time.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use bincode::{Decode, Encode};
 use checkin_core::record::RecordBody;
@@ -135,40 +138,86 @@ impl Frequency {
         self
     }
 
-    /// Judges every customer as of the start of the day `at_us` falls on and
-    /// records each change of segment.
+    /// Judges, as of the start of the day `at_us` falls on, every customer
+    /// whose segment may have changed since the last evaluation, records each
+    /// change and schedules the customer's next evaluation. A customer is due
+    /// when a check-in or void changed their summary (`changed`, and `n`
+    /// keys of day 0) or when time crossed one of their thresholds (`n` keys
+    /// up to today); every other customer keeps the segment they had, so the
+    /// history equals judging everyone every day.
     fn evaluate_segments(
         &self,
         at_us: i64,
         touched: &BTreeMap<String, CustomerSummary>,
+        changed: &mut BTreeSet<String>,
         model: &mut Overlay<'_>,
     ) -> Result<(), ProjectionError> {
         let day = self.rules.date_of(at_us);
         let day_start_us = self.rules.start_of(day);
 
-        let mut summaries: BTreeMap<String, CustomerSummary> = BTreeMap::new();
-        for (key, bytes) in model.scan_prefix(b"s")? {
-            let customer = String::from_utf8_lossy(&key[1..]).into_owned();
-            if !touched.contains_key(&customer) {
-                summaries.insert(customer, decode(&key, &bytes)?);
-            }
-        }
-        for (customer, summary) in touched {
-            if summary.check_ins > 0 {
-                summaries.insert(customer.clone(), summary.clone());
-            }
+        let mut due = std::mem::take(changed);
+        let upper = due_key(day + chrono::Duration::days(1), "");
+        for (key, _) in model.scan_range(b"n", &upper)? {
+            model.delete(key.clone());
+            due.insert(String::from_utf8_lossy(&key[5..]).into_owned());
         }
 
-        for (customer, summary) in summaries {
+        for customer in due {
+            let summary = match touched.get(&customer) {
+                Some(summary) => Some(summary.clone()),
+                None => {
+                    let key = prefixed(b's', customer.as_bytes());
+                    match model.get(&key)? {
+                        Some(bytes) => Some(decode::<CustomerSummary>(&key, &bytes)?),
+                        None => None,
+                    }
+                }
+            };
+            // A customer due because their summary changed may still have a
+            // later evaluation scheduled; it is replaced below.
+            let schedule_key = prefixed(b'p', customer.as_bytes());
+            if let Some(day) = model
+                .get(&schedule_key)?
+                .and_then(|bytes| <[u8; 4]>::try_from(bytes.as_slice()).ok())
+            {
+                model.delete(due_key_raw(day, &customer));
+            }
+            let Some(summary) = summary.filter(|summary| summary.check_ins > 0) else {
+                model.delete(schedule_key);
+                continue;
+            };
+
             let segment = self.rules.classify(&summary, day_start_us);
             let code = segment_code(segment);
             let current_key = prefixed(b'g', customer.as_bytes());
-            if model.get(&current_key)?.as_deref() == Some(&[code][..]) {
-                continue;
+            if model.get(&current_key)?.as_deref() != Some(&[code][..]) {
+                model.put(current_key, vec![code]);
+                model.put(history_key(&customer, day), vec![code]);
             }
-            model.put(current_key, vec![code]);
-            model.put(history_key(&customer, day), vec![code]);
+            match self.rules.next_change_day(&summary, day) {
+                Some(next) => {
+                    model.put(due_key(next, &customer), Vec::new());
+                    model.put(schedule_key, day_key(next).to_vec());
+                }
+                None => model.delete(schedule_key),
+            }
         }
+        Ok(())
+    }
+
+    /// Makes the customer due at the next evaluation, dropping the
+    /// evaluation scheduled for them.
+    fn schedule_now(&self, customer: &str, model: &mut Overlay<'_>) -> Result<(), ProjectionError> {
+        let schedule_key = prefixed(b'p', customer.as_bytes());
+        let scheduled = model.get(&schedule_key)?;
+        if scheduled.as_deref() == Some(&DUE_NOW[..]) {
+            return Ok(());
+        }
+        if let Some(day) = scheduled.and_then(|bytes| <[u8; 4]>::try_from(bytes.as_slice()).ok()) {
+            model.delete(due_key_raw(day, customer));
+        }
+        model.put(due_key_raw(DUE_NOW, customer), Vec::new());
+        model.put(schedule_key, DUE_NOW.to_vec());
         Ok(())
     }
 
@@ -255,6 +304,8 @@ impl Projection for Frequency {
         model: &mut Overlay<'_>,
     ) -> Result<(), ProjectionError> {
         let mut touched: BTreeMap<String, CustomerSummary> = BTreeMap::new();
+        // Customers whose summary changed since the last evaluation in this batch.
+        let mut changed: BTreeSet<String> = BTreeSet::new();
         let mut latest_us = model.get(b"r")?.as_deref().map_or(i64::MIN, read_i64);
         for entry in entries {
             match &entry.record.body {
@@ -263,7 +314,7 @@ impl Projection for Frequency {
                     let new_day = latest_us == i64::MIN
                         || self.rules.date_of(check_in.at_us) > self.rules.date_of(latest_us);
                     if new_day && latest_us != i64::MIN {
-                        self.evaluate_segments(check_in.at_us, &touched, model)?;
+                        self.evaluate_segments(check_in.at_us, &touched, &mut changed, model)?;
                     }
                     latest_us = latest_us.max(check_in.at_us);
 
@@ -282,6 +333,7 @@ impl Projection for Frequency {
                         scan.site.as_bytes().to_vec(),
                     );
 
+                    changed.insert(customer.clone());
                     let summary = self.touch(customer, &mut touched, model)?;
                     if summary
                         .latest_scan
@@ -305,12 +357,16 @@ impl Projection for Frequency {
                     }
                     model.delete(key);
                     let scans = self.load_scans(&customer, model)?;
+                    changed.insert(customer.clone());
                     let summary = self.touch(&customer, &mut touched, model)?;
                     *summary = self.summarize(&scans);
                 }
             }
         }
 
+        for customer in &changed {
+            self.schedule_now(customer, model)?;
+        }
         for (customer, summary) in touched {
             let key = prefixed(b's', customer.as_bytes());
             if summary.check_ins == 0 {
@@ -479,6 +535,21 @@ fn segment_code(segment: Segment) -> u8 {
         .iter()
         .position(|candidate| *candidate == segment)
         .unwrap_or_default() as u8
+}
+
+/// Evaluation day of the customers whose summary changed: before every real day.
+const DUE_NOW: [u8; 4] = [0; 4];
+
+fn due_key(day: NaiveDate, customer: &str) -> Vec<u8> {
+    due_key_raw(day_key(day), customer)
+}
+
+fn due_key_raw(day: [u8; 4], customer: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(5 + customer.len());
+    key.push(b'n');
+    key.extend_from_slice(&day);
+    key.extend_from_slice(customer.as_bytes());
+    key
 }
 
 fn history_key(customer: &str, day: NaiveDate) -> Vec<u8> {

@@ -5,7 +5,7 @@
 //! A customer is in exactly one segment, the first whose rule holds, in this
 //! order: dormant, at-risk, VIP, active, new, occasional.
 
-use chrono::{DateTime, Duration, NaiveDate, Utc};
+use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
@@ -153,6 +153,69 @@ impl SegmentRules {
     pub fn date_of(&self, at_us: i64) -> NaiveDate {
         let instant = DateTime::<Utc>::from_timestamp_micros(at_us).unwrap_or_default();
         instant.with_timezone(&self.time_zone).date_naive()
+    }
+
+    /// Returns the first day after `today` at whose start the customer's
+    /// segment can differ from the one at the start of `today`, with no new
+    /// check-in in between; `None` when it never changes again. The segment
+    /// depends on time only through the thresholds checked here: days idle
+    /// (dormant, at risk, overdue), days since the first visit (new), and
+    /// visit days entering or leaving the window (VIP, active).
+    pub fn next_change_day(
+        &self,
+        summary: &CustomerSummary,
+        today: NaiveDate,
+    ) -> Option<NaiveDate> {
+        let (Some(first_us), Some(last_us)) = (summary.first_visit_us, summary.last_visit_us)
+        else {
+            return None;
+        };
+        let day_us = 86_400_000_000;
+        let mut thresholds = vec![
+            last_us + self.dormant_days * day_us,
+            last_us + self.at_risk_days * day_us,
+            first_us + (self.new_days + 1) * day_us,
+        ];
+        if summary.visits >= self.gap_rule_min_visits
+            && let Some(gap) = summary.typical_gap_days
+        {
+            thresholds.push(last_us + (i64::from(gap) * i64::from(self.gap_factor) + 1) * day_us);
+        }
+        let mut days: Vec<NaiveDate> = thresholds
+            .into_iter()
+            .map(|instant| {
+                // The first day whose start is at or after the threshold.
+                let day = self.date_of(instant);
+                if self.start_of(day) < instant {
+                    day + Duration::days(1)
+                } else {
+                    day
+                }
+            })
+            .collect();
+
+        let window_start = today - Duration::days(self.window_days - 1);
+        let as_day = |days: i32| NaiveDate::from_num_days_from_ce_opt(days);
+        // The earliest visit day still in the window leaves it first.
+        if let Some(leaving) = summary
+            .visits_per_day
+            .range(window_start.num_days_from_ce()..)
+            .next()
+            .and_then(|(day, _)| as_day(*day))
+        {
+            days.push(leaving + Duration::days(self.window_days));
+        }
+        // A visit day after today (a site whose business date runs ahead of
+        // the rules' zone) enters the window on that day.
+        if let Some(entering) = summary
+            .visits_per_day
+            .range(today.num_days_from_ce() + 1..)
+            .next()
+            .and_then(|(day, _)| as_day(*day))
+        {
+            days.push(entering);
+        }
+        days.into_iter().filter(|day| *day > today).min()
     }
 
     /// Returns the instant, in UTC microseconds, at which a date starts in the rules' zone.

@@ -212,6 +212,38 @@ impl ModelStore {
         Ok(())
     }
 
+    /// Returns every stored pair whose key starts with `prefix` and sorts
+    /// below `upper`, in key order.
+    ///
+    /// # Errors
+    ///
+    /// Fails when storage fails.
+    pub fn scan_range(&self, prefix: &[u8], upper: &[u8]) -> Result<Pairs, StoreError> {
+        let range = (Bound::Included(prefix), Bound::Excluded(upper));
+        let mut pairs = Vec::new();
+        match &self.engine {
+            Engine::Sled { tree, .. } => {
+                for item in tree.range::<&[u8], _>(range) {
+                    let (key, value) = item?;
+                    if !key.starts_with(prefix) {
+                        break;
+                    }
+                    pairs.push((key.to_vec(), value.to_vec()));
+                }
+            }
+            Engine::Fjall { keyspace, .. } => {
+                for item in keyspace.range::<&[u8], _>(range) {
+                    let (key, value) = item.into_inner()?;
+                    if !key.starts_with(prefix) {
+                        break;
+                    }
+                    pairs.push((key.to_vec(), value.to_vec()));
+                }
+            }
+        }
+        Ok(pairs)
+    }
+
     /// Returns the stored keys next to `key` among those starting with
     /// `prefix`: the greatest one below `key` and the least one above it.
     ///
@@ -370,6 +402,28 @@ impl<'a> Overlay<'a> {
         let mut merged: BTreeMap<Vec<u8>, Vec<u8>> =
             self.store.scan_prefix(prefix)?.into_iter().collect();
         for (key, value) in self.writes.range(prefix.to_vec()..) {
+            if !key.starts_with(prefix) {
+                break;
+            }
+            match value {
+                Some(value) => merged.insert(key.clone(), value.clone()),
+                None => merged.remove(key),
+            };
+        }
+        Ok(merged.into_iter().collect())
+    }
+
+    /// Returns the pairs whose key starts with `prefix` and sorts below
+    /// `upper`, as the batch so far left them, in key order.
+    ///
+    /// # Errors
+    ///
+    /// Fails when storage fails.
+    pub fn scan_range(&self, prefix: &[u8], upper: &[u8]) -> Result<Pairs, StoreError> {
+        let mut merged: BTreeMap<Vec<u8>, Vec<u8>> =
+            self.store.scan_range(prefix, upper)?.into_iter().collect();
+        let range = (Bound::Included(prefix), Bound::Excluded(upper));
+        for (key, value) in self.writes.range::<[u8], _>(range) {
             if !key.starts_with(prefix) {
                 break;
             }

@@ -10,8 +10,9 @@ use checkin_core::record::{CheckIn, Method, RecordBody, Source, Void};
 use checkin_core::sites::{Site, SiteRegistry};
 use checkin_core::{ChainHash, ChainHead, EventId, Record};
 use checkin_projections::activity::{self, Activity};
-use checkin_projections::frequency::{self, Frequency};
+use checkin_projections::frequency::{self, Frequency, Scan};
 use checkin_projections::runner::{LedgerEntry, Projection};
+use checkin_projections::segments::{Segment, SegmentRules};
 use checkin_projections::store::{Backend, ModelStore, Overlay};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use chrono_tz::Tz;
@@ -283,5 +284,103 @@ proptest! {
         let (activity_one, frequency_one) = project(&entries, &[1], Backend::Sled, other.path());
         prop_assert_eq!(activity_sled.digest().unwrap(), activity_one.digest().unwrap());
         prop_assert_eq!(frequency_sled.digest().unwrap(), frequency_one.digest().unwrap());
+    }
+}
+
+/// Segment thresholds short enough for six days of scans to cross each of them.
+fn short_rules() -> SegmentRules {
+    SegmentRules {
+        window_days: 2,
+        vip_visits: 3,
+        active_visits: 2,
+        new_days: 1,
+        at_risk_days: 3,
+        gap_factor: 1,
+        gap_rule_min_visits: 2,
+        dormant_days: 4,
+        time_zone: chrono_tz::Asia::Shanghai,
+    }
+}
+
+/// Replays the ledger judging every customer with scans at each daily
+/// evaluation, as the frequency model's history is defined, and returns each
+/// customer's changes.
+fn judge_everyone_daily(
+    entries: &[LedgerEntry],
+    frequency: &Frequency,
+    rules: &SegmentRules,
+) -> BTreeMap<String, Vec<(NaiveDate, Segment)>> {
+    let mut scans: BTreeMap<String, Vec<Scan>> = BTreeMap::new();
+    let mut current: BTreeMap<String, Segment> = BTreeMap::new();
+    let mut history: BTreeMap<String, Vec<(NaiveDate, Segment)>> = BTreeMap::new();
+    let mut latest_us: Option<i64> = None;
+    for entry in entries {
+        match &entry.record.body {
+            RecordBody::CheckIn(check_in) => {
+                if let Some(latest) = latest_us
+                    && rules.date_of(check_in.at_us) > rules.date_of(latest)
+                {
+                    let day = rules.date_of(check_in.at_us);
+                    let day_start = rules.start_of(day);
+                    for (customer, own) in &scans {
+                        if own.is_empty() {
+                            continue;
+                        }
+                        let segment = rules.classify(&frequency.summarize(own), day_start);
+                        if current.get(customer) != Some(&segment) {
+                            current.insert(customer.clone(), segment);
+                            history
+                                .entry(customer.clone())
+                                .or_default()
+                                .push((day, segment));
+                        }
+                    }
+                }
+                latest_us =
+                    Some(latest_us.map_or(check_in.at_us, |latest| latest.max(check_in.at_us)));
+                let own = scans.entry(check_in.customer.clone()).or_default();
+                own.push(Scan {
+                    at_us: check_in.at_us,
+                    event_id: check_in.event_id.0,
+                    site: check_in.site.clone(),
+                });
+                own.sort();
+            }
+            RecordBody::Void(void) => {
+                for own in scans.values_mut() {
+                    own.retain(|scan| scan.event_id != void.target.0);
+                }
+            }
+            RecordBody::Genesis(_) => {}
+        }
+    }
+    history
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// The model judges only customers whose summary changed or whose next
+    /// threshold passed; the history must equal judging everyone every day.
+    #[test]
+    fn segment_history_equals_daily_judging(steps in steps(), batch_size in 1usize..20) {
+        let (entries, _) = ledger(&steps);
+        let rules = short_rules();
+        let frequency = Frequency::new(registry()).with_rules(rules.clone());
+        let dir = tempfile::tempdir().unwrap();
+        let store = ModelStore::open(dir.path(), Frequency::NAME).unwrap();
+        for batch in entries.chunks(batch_size) {
+            let mut model = Overlay::new(&store);
+            frequency.apply_batch(batch, &mut model).unwrap();
+            let head = ChainHead { seq: batch.last().unwrap().seq, hash: ChainHash::ZERO };
+            store.commit(model.into_writes(), head).unwrap();
+        }
+
+        let expected = judge_everyone_daily(&entries, &frequency, &rules);
+        for customer in ["c0", "c1", "c2", "c3"] {
+            let stored = frequency::segment_history(&store, customer).unwrap();
+            let wanted = expected.get(customer).cloned().unwrap_or_default();
+            prop_assert_eq!(stored, wanted, "history of {}", customer);
+        }
     }
 }
