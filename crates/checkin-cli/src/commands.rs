@@ -168,13 +168,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let shutdown = shutdown_signal()?;
             let built =
                 crate::spec::build_spec(&js, &cli.data_dir, &config, &file, shutdown).await?;
-            println!(
+            outln!(
                 "{}\tseq {}\t{}\t{}",
                 built.model,
                 built.seq,
                 built.digest,
                 built.dir.display()
-            );
+            )?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Replay {
@@ -383,23 +383,23 @@ async fn up(
 
     let result = async {
         let client = connect(url.as_deref()).await?;
-        println!(
+        outln!(
             "checkin is up: NATS at {}",
             url.as_deref().unwrap_or(DEFAULT_NATS)
-        );
-        println!("  publish:  checkin publish --at-now examples/check-in.json");
-        println!("  ledger:   checkin ledger tail");
-        println!("  refused:  checkin rejected tail");
-        println!("  query:    http://{listen}/v1/ledger/head  http://{listen}/healthz");
+        )?;
+        outln!("  publish:  checkin publish --at-now examples/check-in.json")?;
+        outln!("  ledger:   checkin ledger tail")?;
+        outln!("  refused:  checkin rejected tail")?;
+        outln!("  query:    http://{listen}/v1/ledger/head  http://{listen}/healthz")?;
         let backfill = match &demo {
             Some(prefix) => {
                 let backfill = crate::demo::plan_backfill(chrono::Utc::now())?;
-                crate::demo::print_guide(&backfill, listen, prefix);
+                crate::demo::print_guide(&backfill, listen, prefix)?;
                 Some(backfill)
             }
             None => None,
         };
-        println!("  stop:     Ctrl-C");
+        outln!("  stop:     Ctrl-C")?;
 
         // One signal stops both roles; each finishes its batch in hand.
         let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -543,15 +543,13 @@ async fn publish(
                 Err(reason) => Err(reason),
             };
             match outcome {
-                Ok(ack) if ack.duplicate => {
-                    println!(
-                        "{shown}\tduplicate: intake received these exact bytes within its duplicate window"
-                    )
-                }
-                Ok(ack) => println!("{shown}\taccepted: intake seq {}", ack.sequence),
+                Ok(ack) if ack.duplicate => outln!(
+                    "{shown}\tduplicate: intake received these exact bytes within its duplicate window"
+                )?,
+                Ok(ack) => outln!("{shown}\taccepted: intake seq {}", ack.sequence)?,
                 Err(reason) => {
                     failures += 1;
-                    println!("{shown}\tfailed: {reason}");
+                    outln!("{shown}\tfailed: {reason}")?;
                 }
             }
         }
@@ -634,7 +632,7 @@ async fn ledger_tail(url: Option<&str>, count: u64, json: bool) -> anyhow::Resul
     let reader = open_stream(url, LEDGER_STREAM).await?;
     let (first, last) = reader.bounds().await?;
     if last == 0 {
-        println!("the ledger is empty");
+        outln!("the ledger is empty")?;
         return Ok(ExitCode::SUCCESS);
     }
     let from = last.saturating_sub(count.saturating_sub(1)).max(first);
@@ -642,7 +640,7 @@ async fn ledger_tail(url: Option<&str>, count: u64, json: bool) -> anyhow::Resul
         let Some(message) = reader.get(seq).await? else {
             continue;
         };
-        print_record(&message, json);
+        print_record(&message, json)?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -655,7 +653,7 @@ async fn ledger_show(
 ) -> anyhow::Result<ExitCode> {
     let reader = open_stream(url, LEDGER_STREAM).await?;
     if let Some(message) = reader.get(seq).await? {
-        print_record(&message, json);
+        print_record(&message, json)?;
         return Ok(ExitCode::SUCCESS);
     }
     let (first, last) = reader.bounds().await?;
@@ -669,7 +667,7 @@ async fn ledger_show(
         );
     };
     let message = read_archived(dir, seq)?;
-    print_record(&message, json);
+    print_record(&message, json)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -696,19 +694,23 @@ fn read_archived(dir: &Path, seq: u64) -> anyhow::Result<checkin_ledger::reader:
     )
 }
 
-fn print_record(message: &checkin_ledger::reader::StoredMessage, json: bool) {
+fn print_record(
+    message: &checkin_ledger::reader::StoredMessage,
+    json: bool,
+) -> std::io::Result<()> {
     if json {
-        println!("{}", view::record_json(message));
+        outln!("{}", view::record_json(message))?;
     } else {
-        println!("{}", view::record_text(message));
+        outln!("{}", view::record_text(message))?;
     }
+    Ok(())
 }
 
 async fn rejected_tail(url: Option<&str>, count: u64, json: bool) -> anyhow::Result<ExitCode> {
     let reader = open_stream(url, REJECTED_STREAM).await?;
     let (first, last) = reader.bounds().await?;
     if last == 0 {
-        println!("no submission has been refused");
+        outln!("no submission has been refused")?;
         return Ok(ExitCode::SUCCESS);
     }
     let from = last.saturating_sub(count.saturating_sub(1)).max(first);
@@ -718,9 +720,9 @@ async fn rejected_tail(url: Option<&str>, count: u64, json: bool) -> anyhow::Res
         };
         let entry = RejectedEntry::from_message(&message);
         if json {
-            println!("{}", serde_json::to_string(&entry)?);
+            outln!("{}", serde_json::to_string(&entry)?)?;
         } else {
-            println!("{}", view::rejected_text(&entry));
+            outln!("{}", view::rejected_text(&entry))?;
         }
     }
     Ok(ExitCode::SUCCESS)

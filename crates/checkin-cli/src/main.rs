@@ -1,5 +1,9 @@
 //! `checkin`: one binary for every role of the check-in ledger.
 
+// First, so that `outln!` and `out!` are in scope in every module below.
+#[macro_use]
+mod output;
+
 mod archive;
 mod audit;
 mod bench;
@@ -436,6 +440,7 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(commands::run(cli)) {
         Ok(code) => code,
+        Err(err) if output::is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err:#}");
             ExitCode::FAILURE

@@ -141,12 +141,12 @@ pub fn digest(data_dir: &Path, config: &Config, json_output: bool) -> anyhow::Re
             .map(|head| head.hash.to_hex())
             .unwrap_or_default();
         if json_output {
-            println!(
+            outln!(
                 "{}",
                 json!({"model": name, "digest": digest, "seq": seq, "hash": hash})
-            );
+            )?;
         } else {
-            println!("{name}\t{digest}\tseq {seq}\t{hash}");
+            outln!("{name}\t{digest}\tseq {seq}\t{hash}")?;
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -106,9 +106,9 @@ pub fn customer(
     };
 
     if json_output {
-        println!("{view}");
+        outln!("{view}")?;
     } else {
-        print_customer(&view);
+        print_customer(&view)?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -129,13 +129,13 @@ fn local_customer(source: &Source<'_>, id: &str, as_of: Option<&str>) -> anyhow:
     }
 }
 
-fn print_customer(view: &Value) {
+fn print_customer(view: &Value) -> std::io::Result<()> {
     let text = |key: &str| match &view[key] {
         Value::String(text) => text.clone(),
         Value::Null => "-".into(),
         other => other.to_string(),
     };
-    println!("customer {}  (as of {})", text("customer"), text("as_of"));
+    outln!("customer {}  (as of {})", text("customer"), text("as_of"))?;
     for key in [
         "segment",
         "check_ins",
@@ -147,18 +147,19 @@ fn print_customer(view: &Value) {
         "longest_streak_days",
         "typical_gap_days",
     ] {
-        println!("  {key:<20}{}", text(key));
+        outln!("  {key:<20}{}", text(key))?;
     }
-    println!("  visits per month    {}", view["visits_per_month"]);
-    println!("  recent check-ins:");
+    outln!("  visits per month    {}", view["visits_per_month"])?;
+    outln!("  recent check-ins:")?;
     for entry in view["recent_check_ins"].as_array().into_iter().flatten() {
-        println!(
+        outln!(
             "    seq {:<8} {}  {}",
             entry["seq"],
             entry["at"].as_str().unwrap_or("-"),
             entry["site"].as_str().unwrap_or("-")
-        );
+        )?;
     }
+    Ok(())
 }
 
 /// Prints a site's figures per business day.
@@ -193,15 +194,15 @@ pub fn site(
     };
     for day in days {
         if json_output {
-            println!("{day}");
+            outln!("{day}")?;
         } else {
-            println!(
+            outln!(
                 "{id}\t{}\tcheck-ins {}\tvisits {}\tcustomers {}",
                 day["date"].as_str().unwrap_or("-"),
                 day["check_ins"],
                 day["visits"],
                 day["unique_customers"]
-            );
+            )?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -245,14 +246,14 @@ pub fn segment(
     };
     for member in members {
         if json_output {
-            println!("{member}");
+            outln!("{member}")?;
         } else {
-            println!(
+            outln!(
                 "{}\tvisits {}\tlast visit {}",
                 member["customer"].as_str().unwrap_or("-"),
                 member["visits"],
                 member["last_visit"].as_str().unwrap_or("-")
-            );
+            )?;
         }
     }
     Ok(ExitCode::SUCCESS)
