@@ -44,8 +44,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
     match cli.command {
         Command::Up { port, listen, demo } => {
-            let demo = demo.then(|| demo_prefix(&cli, listen));
-            up(url, port, listen, &cli.data_dir, config, demo).await
+            let prefix = command_prefix(&cli, port, listen);
+            up(url, port, listen, &cli.data_dir, config, &prefix, demo).await
         }
         Command::Serve { listen } => {
             let shutdown = shutdown_signal()?;
@@ -342,9 +342,17 @@ async fn connect_retrying(url: Option<&str>) -> anyhow::Result<async_nats::Clien
 }
 
 /// Returns the `checkin ` command prefix, with the global options that make
-/// the printed demo commands reach this stack's models and API.
-fn demo_prefix(cli: &Cli, listen: std::net::SocketAddr) -> String {
+/// the commands `checkin up` prints reach this stack's NATS server, models
+/// and API.
+fn command_prefix(cli: &Cli, port: u16, listen: std::net::SocketAddr) -> String {
     let mut prefix = String::from("checkin ");
+    let nats = cli
+        .nats
+        .clone()
+        .unwrap_or_else(|| format!("nats://127.0.0.1:{port}"));
+    if nats != DEFAULT_NATS {
+        prefix.push_str(&format!("--nats {nats} "));
+    }
     if cli.data_dir != Path::new("./data") {
         prefix.push_str(&format!("--data-dir {} ", cli.data_dir.display()));
     }
@@ -358,18 +366,19 @@ fn demo_prefix(cli: &Cli, listen: std::net::SocketAddr) -> String {
     prefix
 }
 
-/// Runs every role in one process; `demo` is the command prefix of the
-/// demo guide and turns the traffic simulator on.
+/// Runs every role in one process; `prefix` starts the commands it prints,
+/// and `demo` turns the traffic simulator and its guide on.
 async fn up(
     url: Option<String>,
     port: u16,
     listen: std::net::SocketAddr,
     data_dir: &Path,
     config: Config,
-    demo: Option<String>,
+    prefix: &str,
+    demo: bool,
 ) -> anyhow::Result<ExitCode> {
     let shutdown = shutdown_signal()?;
-    if demo.is_some() {
+    if demo {
         crate::simulate::check_sites(&config)?;
     }
     let local = match url {
@@ -387,17 +396,16 @@ async fn up(
             "checkin is up: NATS at {}",
             url.as_deref().unwrap_or(DEFAULT_NATS)
         )?;
-        outln!("  publish:  checkin publish --at-now examples/check-in.json")?;
-        outln!("  ledger:   checkin ledger tail")?;
-        outln!("  refused:  checkin rejected tail")?;
+        outln!("  publish:  {prefix}publish --at-now examples/check-in.json")?;
+        outln!("  ledger:   {prefix}ledger tail")?;
+        outln!("  refused:  {prefix}rejected tail")?;
         outln!("  query:    http://{listen}/v1/ledger/head  http://{listen}/healthz")?;
-        let backfill = match &demo {
-            Some(prefix) => {
-                let backfill = crate::demo::plan_backfill(chrono::Utc::now())?;
-                crate::demo::print_guide(&backfill, listen, prefix)?;
-                Some(backfill)
-            }
-            None => None,
+        let backfill = if demo {
+            let backfill = crate::demo::plan_backfill(chrono::Utc::now())?;
+            crate::demo::print_guide(&backfill, listen, prefix)?;
+            Some(backfill)
+        } else {
+            None
         };
         outln!("  stop:     Ctrl-C")?;
 
@@ -726,4 +734,40 @@ async fn rejected_tail(url: Option<&str>, count: u64, json: bool) -> anyhow::Res
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    fn prefix_of(args: &[&str]) -> String {
+        let cli = Cli::parse_from(args);
+        let Command::Up { port, listen, .. } = cli.command else {
+            panic!("not an up command: {args:?}");
+        };
+        command_prefix(&cli, port, listen)
+    }
+
+    #[test]
+    fn prefix_plain_for_defaults() {
+        assert_eq!(prefix_of(&["checkin", "up", "--demo"]), "checkin ");
+    }
+
+    #[test]
+    fn prefix_names_nondefault_port() {
+        assert_eq!(
+            prefix_of(&["checkin", "up", "--port", "4333"]),
+            "checkin --nats nats://127.0.0.1:4333 "
+        );
+    }
+
+    #[test]
+    fn prefix_names_given_server() {
+        assert_eq!(
+            prefix_of(&["checkin", "--nats", "nats://127.0.0.1:5222", "up"]),
+            "checkin --nats nats://127.0.0.1:5222 "
+        );
+    }
 }
