@@ -170,8 +170,6 @@ pub fn print_guide(
     outln!("  report:   {cli_prefix}query site {site} --from {from} --to {to}")?;
     outln!("            {cli_prefix}query segment active")?;
     outln!("            {cli_prefix}query customer {customer}")?;
-    // NOTE: `checkin audit verify` is not part of this binary yet; it is printed
-    // so that the guide stays the same once it lands.
     outln!("  audit:    {cli_prefix}audit verify")?;
     Ok(())
 }
