@@ -257,3 +257,48 @@ async fn closed_stdout_ends_commands_cleanly() {
         );
     }
 }
+
+#[test]
+fn query_without_models_is_an_error() {
+    let empty = tempfile::tempdir().expect("failed to create a temporary directory");
+    let config = repo_file("checkin.toml");
+    let queries: [&[&str]; 3] = [
+        &[
+            "site",
+            "sh-jingan",
+            "--from",
+            "2026-01-01",
+            "--to",
+            "2026-01-02",
+        ],
+        &["customer", "c-10086"],
+        &["segment", "active"],
+    ];
+    for query in queries {
+        // Port 9 (discard) is never asked: the query fails before it would use the API.
+        let output = Command::new(env!("CARGO_BIN_EXE_checkin"))
+            .arg("--data-dir")
+            .arg(empty.path())
+            .arg("--config")
+            .arg(&config)
+            .args(["--api", "http://127.0.0.1:9", "query"])
+            .args(query)
+            .output()
+            .expect("failed to run checkin");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "query {query:?} succeeded");
+        assert!(
+            stderr.contains("no read models in"),
+            "query {query:?} names the missing models: {stderr}"
+        );
+        assert!(
+            output.stdout.is_empty(),
+            "query {query:?} printed figures: {}",
+            String::from_utf8_lossy(&output.stdout)
+        );
+    }
+    assert!(
+        !empty.path().join("models").exists(),
+        "a failed query creates no models"
+    );
+}

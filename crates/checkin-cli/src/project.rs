@@ -31,7 +31,7 @@ pub fn models_dir(data_dir: &Path, config: &Config) -> PathBuf {
 /// Returns the directory of one read model: `<name>` for sled and
 /// `<name>.fjall` for fjall, so switching engines starts a fresh model
 /// instead of opening one engine's files with the other.
-fn model_dir(data_dir: &Path, config: &Config, name: &str) -> PathBuf {
+pub fn model_dir(data_dir: &Path, config: &Config, name: &str) -> PathBuf {
     let dir = models_dir(data_dir, config);
     match config.projections.store {
         Backend::Sled => dir.join(name),

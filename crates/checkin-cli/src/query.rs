@@ -15,7 +15,7 @@ use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::Value;
 
 use crate::config::Config;
-use crate::project::open_model;
+use crate::project::{model_dir, open_model};
 
 /// Source of the read models: their directory, or the query API.
 pub struct Source<'a> {
@@ -29,8 +29,22 @@ pub struct Source<'a> {
 
 impl Source<'_> {
     /// Tells whether this process can open the models, which it cannot while a projector runs.
-    fn models_free(&self) -> bool {
-        open_model(self.data_dir, self.config, Frequency::NAME).is_ok()
+    ///
+    /// # Errors
+    ///
+    /// Fails when the data directory has no read models at all, because
+    /// opening them there would create empty ones and print zeros for a
+    /// mistyped `--data-dir` or a query run from another directory.
+    fn models_free(&self) -> anyhow::Result<bool> {
+        let dir = model_dir(self.data_dir, self.config, Frequency::NAME);
+        if !dir.exists() {
+            bail!(
+                "no read models in {}; run `checkin project --until-head` or `checkin up` \
+                 there first, or pass the --data-dir that they use",
+                self.data_dir.display()
+            );
+        }
+        Ok(open_model(self.data_dir, self.config, Frequency::NAME).is_ok())
     }
 
     /// Sends a GET to the query API and returns the JSON body, or the API's error message.
@@ -96,7 +110,7 @@ pub fn customer(
             format!("invalid --as-of {text:?}: expected an RFC 3339 time such as 2026-05-01T09:30:00+08:00")
         })?;
     }
-    let view = if source.models_free() {
+    let view = if source.models_free()? {
         local_customer(source, id, as_of)?
     } else {
         let query = as_of
@@ -182,7 +196,7 @@ pub fn site(
         );
     }
 
-    let days = if source.models_free() {
+    let days = if source.models_free()? {
         let store = open_model(source.data_dir, source.config, Activity::NAME)?;
         views::site_days(&store, id, from, to)?
     } else {
@@ -233,7 +247,7 @@ pub fn segment(
         );
     }
 
-    let members = if source.models_free() {
+    let members = if source.models_free()? {
         let as_of_us = reference_time(source.data_dir, source.config, as_of)?;
         let store = open_model(source.data_dir, source.config, Frequency::NAME)?;
         views::segment_members(&store, wanted, &source.config.segments, as_of_us, 0, limit)?
