@@ -190,3 +190,115 @@ async fn readme_samples_reach_ledger_and_rejected() {
     assert!(!output.status.success(), "an unknown segment is an error");
     assert!(String::from_utf8_lossy(&output.stderr).contains("unknown segment"));
 }
+
+/// Runs `checkin ARGS…` with its standard output closed before it writes, as
+/// `checkin ledger tail | head` leaves it once `head` has exited; returns
+/// the exit code and standard error.
+fn run_with_closed_stdout(
+    server: &NatsServer,
+    data: &Path,
+    config: &Path,
+    args: &[&str],
+) -> (Option<i32>, String) {
+    let mut child = checkin_command(server, data, config)
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("failed to start checkin");
+    // Connecting to NATS takes far longer than this, so every write fails with EPIPE.
+    drop(child.stdout.take());
+    let output = child
+        .wait_with_output()
+        .expect("failed to wait for checkin");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closed_stdout_ends_commands_cleanly() {
+    let server = NatsServer::start();
+    let data = server.scratch("sequencer");
+    let config = repo_file("checkin.toml");
+    let _sequencer = CheckinProcess::spawn(&server, &data, &config, &["sequencer"]);
+    let js = jetstream::new(server.client().await);
+    wait_for_genesis(&js).await;
+    let bad = repo_file("examples/bad-latitude.json");
+    checkin(
+        &server,
+        &["publish", "--at-now", bad.to_str().expect("utf-8 path")],
+    );
+    wait_for(
+        Duration::from_secs(30),
+        "one rejected submission",
+        || async { read_rejected(&js).await.len() == 1 },
+    )
+    .await;
+
+    let commands: [&[&str]; 5] = [
+        &["ledger", "tail"],
+        &["ledger", "tail", "--json"],
+        &["ledger", "show", "1"],
+        &["rejected", "tail"],
+        &["audit", "verify"],
+    ];
+    for args in commands {
+        let (code, stderr) = run_with_closed_stdout(&server, &data, &config, args);
+        assert!(
+            !stderr.contains("panicked"),
+            "checkin {args:?} panicked on a closed pipe: {stderr}"
+        );
+        assert_eq!(
+            code,
+            Some(0),
+            "checkin {args:?} exit code on a closed pipe: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn query_without_models_is_an_error() {
+    let empty = tempfile::tempdir().expect("failed to create a temporary directory");
+    let config = repo_file("checkin.toml");
+    let queries: [&[&str]; 3] = [
+        &[
+            "site",
+            "sh-jingan",
+            "--from",
+            "2026-01-01",
+            "--to",
+            "2026-01-02",
+        ],
+        &["customer", "c-10086"],
+        &["segment", "active"],
+    ];
+    for query in queries {
+        // Port 9 (discard) is never asked: the query fails before it would use the API.
+        let output = Command::new(env!("CARGO_BIN_EXE_checkin"))
+            .arg("--data-dir")
+            .arg(empty.path())
+            .arg("--config")
+            .arg(&config)
+            .args(["--api", "http://127.0.0.1:9", "query"])
+            .args(query)
+            .output()
+            .expect("failed to run checkin");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "query {query:?} succeeded");
+        assert!(
+            stderr.contains("no read models in"),
+            "query {query:?} names the missing models: {stderr}"
+        );
+        assert!(
+            output.stdout.is_empty(),
+            "query {query:?} printed figures: {}",
+            String::from_utf8_lossy(&output.stdout)
+        );
+    }
+    assert!(
+        !empty.path().join("models").exists(),
+        "a failed query creates no models"
+    );
+}

@@ -129,4 +129,8 @@ fn demo_serves_customer_and_stops_on_sigint() {
         log.contains("nats-server stopped"),
         "the demo stops its nats-server:\n{log}"
     );
+    assert!(
+        !log.contains('\u{1b}'),
+        "a log written to a file has no colour codes:\n{log}"
+    );
 }

@@ -99,7 +99,7 @@ pub async fn run(client: async_nats::Client, options: ArchiveOptions) -> anyhow:
         .context("failed to open the ledger stream")?;
     let (first, last) = ledger.bounds().await?;
     if last == 0 {
-        println!("the ledger is empty; nothing to archive");
+        outln!("the ledger is empty; nothing to archive")?;
         return Ok(ExitCode::SUCCESS);
     }
     let ledger_id = check_same_ledger(&ledger, &archive, first).await?;
@@ -112,10 +112,10 @@ pub async fn run(client: async_nats::Client, options: ArchiveOptions) -> anyhow:
         ArchiveEnd::StoredBefore(_) => last - 1,
     };
     if max_end < start {
-        println!(
+        outln!(
             "nothing to archive: the archive ends at seq {}, the stream's head is seq {last}",
             archive.last_seq()
-        );
+        )?;
         return Ok(ExitCode::SUCCESS);
     }
 
@@ -131,10 +131,10 @@ pub async fn run(client: async_nats::Client, options: ArchiveOptions) -> anyhow:
     )
     .await?;
     if end < start {
-        println!(
+        outln!(
             "nothing to archive: no record after seq {} was stored before the given date",
             archive.last_seq()
-        );
+        )?;
         return Ok(ExitCode::SUCCESS);
     }
 
@@ -150,7 +150,7 @@ pub async fn run(client: async_nats::Client, options: ArchiveOptions) -> anyhow:
         end + 1
     );
 
-    print_summary(&totals, start, end, purged, started.elapsed().as_secs_f64());
+    print_summary(&totals, start, end, purged, started.elapsed().as_secs_f64())?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -438,18 +438,25 @@ fn verify_written(written: &WrittenSegment, head: ChainHead) -> anyhow::Result<(
     Ok(())
 }
 
-fn print_summary(totals: &Totals, start: u64, end: u64, purged: u64, seconds: f64) {
+fn print_summary(
+    totals: &Totals,
+    start: u64,
+    end: u64,
+    purged: u64,
+    seconds: f64,
+) -> std::io::Result<()> {
     let ratio = if totals.bytes == 0 {
         0.0
     } else {
         totals.raw_bytes as f64 / totals.bytes as f64
     };
-    println!(
+    outln!(
         "archived seq {start} to {end}: {} segments, {} records, {} bytes on disk ({} uncompressed, {ratio:.1}x), purged {purged} from the stream in {seconds:.1} s ({:.0} records/s)",
         totals.segments,
         totals.records,
         totals.bytes,
         totals.raw_bytes,
         totals.records as f64 / seconds.max(1e-9),
-    );
+    )?;
+    Ok(())
 }

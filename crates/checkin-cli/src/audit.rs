@@ -102,13 +102,19 @@ async fn try_verify(url: Option<&str>, options: &VerifyOptions) -> anyhow::Resul
     let seconds = start.elapsed().as_secs_f64();
     progress.finish_and_clear();
 
-    if options.json {
+    let text = if options.json {
         let document = report_json(&report, expected_head, seconds);
-        println!("{}", serde_json::to_string_pretty(&document)?);
+        serde_json::to_string_pretty(&document)? + "\n"
     } else {
-        print!("{}", report_text(&report, expected_head, seconds));
+        report_text(&report, expected_head, seconds)
+    };
+    // The exit code carries the verdict, so a reader that closed the pipe
+    // early, as `checkin audit verify | head -3` does, must not turn findings
+    // into exit code 0 or a clean ledger into "not run".
+    match out!("{text}") {
+        Err(err) if err.kind() != std::io::ErrorKind::BrokenPipe => Err(err.into()),
+        _ => Ok(report),
     }
-    Ok(report)
 }
 
 /// Reads the whole ledger stream through `auditor`, skipping records up to
@@ -437,11 +443,11 @@ pub async fn checkpoint(url: Option<&str>, out: Option<&Path>) -> anyhow::Result
     };
     let text = serde_json::to_string_pretty(&checkpoint)? + "\n";
     match out {
-        None => print!("{text}"),
+        None => out!("{text}")?,
         Some(path) => {
             std::fs::write(path, text)
                 .with_context(|| format!("failed to write {}", path.display()))?;
-            println!("wrote checkpoint of {checkpoint} to {}", path.display());
+            outln!("wrote checkpoint of {checkpoint} to {}", path.display())?;
         }
     }
     Ok(ExitCode::SUCCESS)

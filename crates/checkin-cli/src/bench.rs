@@ -72,7 +72,7 @@ pub async fn sequencer(events: usize) -> anyhow::Result<()> {
             ratio: (rate / baseline_rate * 1000.0).round() / 1000.0,
             peak_rss_mb: peak_rss_mb(),
         };
-        println!("{}", serde_json::to_string(&figure)?);
+        outln!("{}", serde_json::to_string(&figure)?)?;
         drop(client);
         server.stop().await?;
     }
@@ -204,7 +204,7 @@ pub async fn ingest(events: usize) -> anyhow::Result<()> {
             ratio: (rate / baseline_rate * 1000.0).round() / 1000.0,
             peak_rss_mb: peak_rss_mb(),
         };
-        println!("{}", serde_json::to_string(&figure)?);
+        outln!("{}", serde_json::to_string(&figure)?)?;
         drop(client);
         server.stop().await?;
     }
@@ -460,7 +460,7 @@ pub async fn project(events: usize) -> anyhow::Result<()> {
             ratio: (rate / baseline_rate * 1000.0).round() / 1000.0,
             peak_rss_mb: peak_rss_mb(),
         };
-        println!("{}", serde_json::to_string(&figure)?);
+        outln!("{}", serde_json::to_string(&figure)?)?;
         Ok(())
     };
 
@@ -561,7 +561,7 @@ pub async fn audit(events: usize) -> anyhow::Result<()> {
             ratio: (rate / baseline_rate * 1000.0).round() / 1000.0,
             peak_rss_mb: peak_rss_mb(),
         };
-        println!("{}", serde_json::to_string(&figure)?);
+        outln!("{}", serde_json::to_string(&figure)?)?;
     }
 
     drop(client);

@@ -44,8 +44,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
     match cli.command {
         Command::Up { port, listen, demo } => {
-            let demo = demo.then(|| demo_prefix(&cli, listen));
-            up(url, port, listen, &cli.data_dir, config, demo).await
+            let prefix = command_prefix(&cli, port, listen);
+            up(url, port, listen, &cli.data_dir, config, &prefix, demo).await
         }
         Command::Serve { listen } => {
             let shutdown = shutdown_signal()?;
@@ -168,13 +168,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let shutdown = shutdown_signal()?;
             let built =
                 crate::spec::build_spec(&js, &cli.data_dir, &config, &file, shutdown).await?;
-            println!(
+            outln!(
                 "{}\tseq {}\t{}\t{}",
                 built.model,
                 built.seq,
                 built.digest,
                 built.dir.display()
-            );
+            )?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Replay {
@@ -342,9 +342,17 @@ async fn connect_retrying(url: Option<&str>) -> anyhow::Result<async_nats::Clien
 }
 
 /// Returns the `checkin ` command prefix, with the global options that make
-/// the printed demo commands reach this stack's models and API.
-fn demo_prefix(cli: &Cli, listen: std::net::SocketAddr) -> String {
+/// the commands `checkin up` prints reach this stack's NATS server, models
+/// and API.
+fn command_prefix(cli: &Cli, port: u16, listen: std::net::SocketAddr) -> String {
     let mut prefix = String::from("checkin ");
+    let nats = cli
+        .nats
+        .clone()
+        .unwrap_or_else(|| format!("nats://127.0.0.1:{port}"));
+    if nats != DEFAULT_NATS {
+        prefix.push_str(&format!("--nats {nats} "));
+    }
     if cli.data_dir != Path::new("./data") {
         prefix.push_str(&format!("--data-dir {} ", cli.data_dir.display()));
     }
@@ -358,18 +366,19 @@ fn demo_prefix(cli: &Cli, listen: std::net::SocketAddr) -> String {
     prefix
 }
 
-/// Runs every role in one process; `demo` is the command prefix of the
-/// demo guide and turns the traffic simulator on.
+/// Runs every role in one process; `prefix` starts the commands it prints,
+/// and `demo` turns the traffic simulator and its guide on.
 async fn up(
     url: Option<String>,
     port: u16,
     listen: std::net::SocketAddr,
     data_dir: &Path,
     config: Config,
-    demo: Option<String>,
+    prefix: &str,
+    demo: bool,
 ) -> anyhow::Result<ExitCode> {
     let shutdown = shutdown_signal()?;
-    if demo.is_some() {
+    if demo {
         crate::simulate::check_sites(&config)?;
     }
     let local = match url {
@@ -383,23 +392,22 @@ async fn up(
 
     let result = async {
         let client = connect(url.as_deref()).await?;
-        println!(
+        outln!(
             "checkin is up: NATS at {}",
             url.as_deref().unwrap_or(DEFAULT_NATS)
-        );
-        println!("  publish:  checkin publish --at-now examples/check-in.json");
-        println!("  ledger:   checkin ledger tail");
-        println!("  refused:  checkin rejected tail");
-        println!("  query:    http://{listen}/v1/ledger/head  http://{listen}/healthz");
-        let backfill = match &demo {
-            Some(prefix) => {
-                let backfill = crate::demo::plan_backfill(chrono::Utc::now())?;
-                crate::demo::print_guide(&backfill, listen, prefix);
-                Some(backfill)
-            }
-            None => None,
+        )?;
+        outln!("  publish:  {prefix}publish --at-now examples/check-in.json")?;
+        outln!("  ledger:   {prefix}ledger tail")?;
+        outln!("  refused:  {prefix}rejected tail")?;
+        outln!("  query:    http://{listen}/v1/ledger/head  http://{listen}/healthz")?;
+        let backfill = if demo {
+            let backfill = crate::demo::plan_backfill(chrono::Utc::now())?;
+            crate::demo::print_guide(&backfill, listen, prefix)?;
+            Some(backfill)
+        } else {
+            None
         };
-        println!("  stop:     Ctrl-C");
+        outln!("  stop:     Ctrl-C")?;
 
         // One signal stops both roles; each finishes its batch in hand.
         let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -543,15 +551,13 @@ async fn publish(
                 Err(reason) => Err(reason),
             };
             match outcome {
-                Ok(ack) if ack.duplicate => {
-                    println!(
-                        "{shown}\tduplicate: intake received these exact bytes within its duplicate window"
-                    )
-                }
-                Ok(ack) => println!("{shown}\taccepted: intake seq {}", ack.sequence),
+                Ok(ack) if ack.duplicate => outln!(
+                    "{shown}\tduplicate: intake received these exact bytes within its duplicate window"
+                )?,
+                Ok(ack) => outln!("{shown}\taccepted: intake seq {}", ack.sequence)?,
                 Err(reason) => {
                     failures += 1;
-                    println!("{shown}\tfailed: {reason}");
+                    outln!("{shown}\tfailed: {reason}")?;
                 }
             }
         }
@@ -634,7 +640,7 @@ async fn ledger_tail(url: Option<&str>, count: u64, json: bool) -> anyhow::Resul
     let reader = open_stream(url, LEDGER_STREAM).await?;
     let (first, last) = reader.bounds().await?;
     if last == 0 {
-        println!("the ledger is empty");
+        outln!("the ledger is empty")?;
         return Ok(ExitCode::SUCCESS);
     }
     let from = last.saturating_sub(count.saturating_sub(1)).max(first);
@@ -642,7 +648,7 @@ async fn ledger_tail(url: Option<&str>, count: u64, json: bool) -> anyhow::Resul
         let Some(message) = reader.get(seq).await? else {
             continue;
         };
-        print_record(&message, json);
+        print_record(&message, json)?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -655,7 +661,7 @@ async fn ledger_show(
 ) -> anyhow::Result<ExitCode> {
     let reader = open_stream(url, LEDGER_STREAM).await?;
     if let Some(message) = reader.get(seq).await? {
-        print_record(&message, json);
+        print_record(&message, json)?;
         return Ok(ExitCode::SUCCESS);
     }
     let (first, last) = reader.bounds().await?;
@@ -669,7 +675,7 @@ async fn ledger_show(
         );
     };
     let message = read_archived(dir, seq)?;
-    print_record(&message, json);
+    print_record(&message, json)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -696,19 +702,23 @@ fn read_archived(dir: &Path, seq: u64) -> anyhow::Result<checkin_ledger::reader:
     )
 }
 
-fn print_record(message: &checkin_ledger::reader::StoredMessage, json: bool) {
+fn print_record(
+    message: &checkin_ledger::reader::StoredMessage,
+    json: bool,
+) -> std::io::Result<()> {
     if json {
-        println!("{}", view::record_json(message));
+        outln!("{}", view::record_json(message))?;
     } else {
-        println!("{}", view::record_text(message));
+        outln!("{}", view::record_text(message))?;
     }
+    Ok(())
 }
 
 async fn rejected_tail(url: Option<&str>, count: u64, json: bool) -> anyhow::Result<ExitCode> {
     let reader = open_stream(url, REJECTED_STREAM).await?;
     let (first, last) = reader.bounds().await?;
     if last == 0 {
-        println!("no submission has been refused");
+        outln!("no submission has been refused")?;
         return Ok(ExitCode::SUCCESS);
     }
     let from = last.saturating_sub(count.saturating_sub(1)).max(first);
@@ -718,10 +728,46 @@ async fn rejected_tail(url: Option<&str>, count: u64, json: bool) -> anyhow::Res
         };
         let entry = RejectedEntry::from_message(&message);
         if json {
-            println!("{}", serde_json::to_string(&entry)?);
+            outln!("{}", serde_json::to_string(&entry)?)?;
         } else {
-            println!("{}", view::rejected_text(&entry));
+            outln!("{}", view::rejected_text(&entry))?;
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    fn prefix_of(args: &[&str]) -> String {
+        let cli = Cli::parse_from(args);
+        let Command::Up { port, listen, .. } = cli.command else {
+            panic!("not an up command: {args:?}");
+        };
+        command_prefix(&cli, port, listen)
+    }
+
+    #[test]
+    fn prefix_plain_for_defaults() {
+        assert_eq!(prefix_of(&["checkin", "up", "--demo"]), "checkin ");
+    }
+
+    #[test]
+    fn prefix_names_nondefault_port() {
+        assert_eq!(
+            prefix_of(&["checkin", "up", "--port", "4333"]),
+            "checkin --nats nats://127.0.0.1:4333 "
+        );
+    }
+
+    #[test]
+    fn prefix_names_given_server() {
+        assert_eq!(
+            prefix_of(&["checkin", "--nats", "nats://127.0.0.1:5222", "up"]),
+            "checkin --nats nats://127.0.0.1:5222 "
+        );
+    }
 }

@@ -147,7 +147,11 @@ fn settings(
 }
 
 /// Prints where to look: query URLs, report commands and the audit command.
-pub fn print_guide(backfill: &Backfill, listen: std::net::SocketAddr, cli_prefix: &str) {
+pub fn print_guide(
+    backfill: &Backfill,
+    listen: std::net::SocketAddr,
+    cli_prefix: &str,
+) -> std::io::Result<()> {
     let api = format!("http://{listen}");
     let Backfill {
         customer,
@@ -156,17 +160,16 @@ pub fn print_guide(backfill: &Backfill, listen: std::net::SocketAddr, cli_prefix
         to,
         ..
     } = backfill;
-    println!(
+    outln!(
         "demo traffic: {BACKFILL_DAYS} days of history, then {LIVE_RATE} check-ins/s from {DEVICES} devices (seed {})",
         backfill.seed
-    );
-    println!("  customer: {api}/v1/customers/{customer}");
-    println!("  site:     {api}/v1/sites/{site}/days?from={from}&to={to}");
-    println!("  segment:  {api}/v1/segments/active");
-    println!("  report:   {cli_prefix}query site {site} --from {from} --to {to}");
-    println!("            {cli_prefix}query segment active");
-    println!("            {cli_prefix}query customer {customer}");
-    // NOTE: `checkin audit verify` is not part of this binary yet; it is printed
-    // so that the guide stays the same once it lands.
-    println!("  audit:    {cli_prefix}audit verify");
+    )?;
+    outln!("  customer: {api}/v1/customers/{customer}")?;
+    outln!("  site:     {api}/v1/sites/{site}/days?from={from}&to={to}")?;
+    outln!("  segment:  {api}/v1/segments/active")?;
+    outln!("  report:   {cli_prefix}query site {site} --from {from} --to {to}")?;
+    outln!("            {cli_prefix}query segment active")?;
+    outln!("            {cli_prefix}query customer {customer}")?;
+    outln!("  audit:    {cli_prefix}audit verify")?;
+    Ok(())
 }

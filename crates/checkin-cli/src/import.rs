@@ -61,16 +61,16 @@ pub async fn foursquare(
     let missing = missing_sites(request.config, &venues, request.site_tz)?;
     if !missing.is_empty() {
         let path = register_sites(&request, &identity, &missing)?;
-        println!(
+        outln!(
             "sites_registered: wrote {} new sites to {}; restart the sequencer and projectors (or `checkin up`) so that they load them, then run this import again",
             missing.len(),
             path.display()
-        );
-        println!(
+        )?;
+        outln!(
             "sites_registered: 已将 {} 个新地点写入 {}；请重启 sequencer 和 projector（或 `checkin up`）以加载它们，然后再次运行本导入",
             missing.len(),
             path.display()
-        );
+        )?;
         return Ok(ExitCode::from(EXIT_SITES_REGISTERED));
     }
 
@@ -83,7 +83,7 @@ pub async fn foursquare(
     );
     let started = Instant::now();
     let summary = publish_rows(&request, identity, rows, outbox, publisher).await?;
-    print_summary(&summary, started.elapsed());
+    print_summary(&summary, started.elapsed())?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -235,10 +235,12 @@ async fn publish_rows(
     progress.finish_and_clear();
 
     let snapshot = metrics.snapshot();
-    println!(
+    outln!(
         "intake acknowledged {} (duplicates within its window: {}), retries {}",
-        snapshot.acked, snapshot.duplicates, snapshot.retries
-    );
+        snapshot.acked,
+        snapshot.duplicates,
+        snapshot.retries
+    )?;
     Ok(summary)
 }
 
@@ -280,22 +282,23 @@ fn progress_bar(rows: u64) -> ProgressBar {
     progress
 }
 
-fn print_summary(summary: &Summary, elapsed: Duration) {
+fn print_summary(summary: &Summary, elapsed: Duration) -> std::io::Result<()> {
     let invalid: u64 = summary.invalid.values().sum();
     let seconds = elapsed.as_secs_f64().max(0.001);
-    println!("rows read / 读取行数:               {}", summary.rows_read);
-    println!("submitted / 已提交:                 {}", summary.submitted);
-    println!("invalid rows / 无效行:              {invalid}");
+    outln!("rows read / 读取行数:               {}", summary.rows_read)?;
+    outln!("submitted / 已提交:                 {}", summary.submitted)?;
+    outln!("invalid rows / 无效行:              {invalid}")?;
     for (code, count) in &summary.invalid {
-        println!("  {code}: {count}");
+        outln!("  {code}: {count}")?;
     }
-    println!(
+    outln!(
         "duplicates in file / 文件内重复行:  {}",
         summary.duplicates_in_file
-    );
-    println!(
+    )?;
+    outln!(
         "elapsed / 用时:                     {:.2} s ({:.0} rows/s)",
         seconds,
         summary.rows_read as f64 / seconds
-    );
+    )?;
+    Ok(())
 }

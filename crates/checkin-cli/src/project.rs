@@ -31,7 +31,7 @@ pub fn models_dir(data_dir: &Path, config: &Config) -> PathBuf {
 /// Returns the directory of one read model: `<name>` for sled and
 /// `<name>.fjall` for fjall, so switching engines starts a fresh model
 /// instead of opening one engine's files with the other.
-fn model_dir(data_dir: &Path, config: &Config, name: &str) -> PathBuf {
+pub fn model_dir(data_dir: &Path, config: &Config, name: &str) -> PathBuf {
     let dir = models_dir(data_dir, config);
     match config.projections.store {
         Backend::Sled => dir.join(name),
@@ -141,12 +141,12 @@ pub fn digest(data_dir: &Path, config: &Config, json_output: bool) -> anyhow::Re
             .map(|head| head.hash.to_hex())
             .unwrap_or_default();
         if json_output {
-            println!(
+            outln!(
                 "{}",
                 json!({"model": name, "digest": digest, "seq": seq, "hash": hash})
-            );
+            )?;
         } else {
-            println!("{name}\t{digest}\tseq {seq}\t{hash}");
+            outln!("{name}\t{digest}\tseq {seq}\t{hash}")?;
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -15,7 +15,7 @@ use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::Value;
 
 use crate::config::Config;
-use crate::project::open_model;
+use crate::project::{model_dir, open_model};
 
 /// Source of the read models: their directory, or the query API.
 pub struct Source<'a> {
@@ -29,8 +29,22 @@ pub struct Source<'a> {
 
 impl Source<'_> {
     /// Tells whether this process can open the models, which it cannot while a projector runs.
-    fn models_free(&self) -> bool {
-        open_model(self.data_dir, self.config, Frequency::NAME).is_ok()
+    ///
+    /// # Errors
+    ///
+    /// Fails when the data directory has no read models at all, because
+    /// opening them there would create empty ones and print zeros for a
+    /// mistyped `--data-dir` or a query run from another directory.
+    fn models_free(&self) -> anyhow::Result<bool> {
+        let dir = model_dir(self.data_dir, self.config, Frequency::NAME);
+        if !dir.exists() {
+            bail!(
+                "no read models in {}; run `checkin project --until-head` or `checkin up` \
+                 there first, or pass the --data-dir that they use",
+                self.data_dir.display()
+            );
+        }
+        Ok(open_model(self.data_dir, self.config, Frequency::NAME).is_ok())
     }
 
     /// Sends a GET to the query API and returns the JSON body, or the API's error message.
@@ -96,7 +110,7 @@ pub fn customer(
             format!("invalid --as-of {text:?}: expected an RFC 3339 time such as 2026-05-01T09:30:00+08:00")
         })?;
     }
-    let view = if source.models_free() {
+    let view = if source.models_free()? {
         local_customer(source, id, as_of)?
     } else {
         let query = as_of
@@ -106,9 +120,9 @@ pub fn customer(
     };
 
     if json_output {
-        println!("{view}");
+        outln!("{view}")?;
     } else {
-        print_customer(&view);
+        print_customer(&view)?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -129,13 +143,13 @@ fn local_customer(source: &Source<'_>, id: &str, as_of: Option<&str>) -> anyhow:
     }
 }
 
-fn print_customer(view: &Value) {
+fn print_customer(view: &Value) -> std::io::Result<()> {
     let text = |key: &str| match &view[key] {
         Value::String(text) => text.clone(),
         Value::Null => "-".into(),
         other => other.to_string(),
     };
-    println!("customer {}  (as of {})", text("customer"), text("as_of"));
+    outln!("customer {}  (as of {})", text("customer"), text("as_of"))?;
     for key in [
         "segment",
         "check_ins",
@@ -147,18 +161,19 @@ fn print_customer(view: &Value) {
         "longest_streak_days",
         "typical_gap_days",
     ] {
-        println!("  {key:<20}{}", text(key));
+        outln!("  {key:<20}{}", text(key))?;
     }
-    println!("  visits per month    {}", view["visits_per_month"]);
-    println!("  recent check-ins:");
+    outln!("  visits per month    {}", view["visits_per_month"])?;
+    outln!("  recent check-ins:")?;
     for entry in view["recent_check_ins"].as_array().into_iter().flatten() {
-        println!(
+        outln!(
             "    seq {:<8} {}  {}",
             entry["seq"],
             entry["at"].as_str().unwrap_or("-"),
             entry["site"].as_str().unwrap_or("-")
-        );
+        )?;
     }
+    Ok(())
 }
 
 /// Prints a site's figures per business day.
@@ -181,7 +196,7 @@ pub fn site(
         );
     }
 
-    let days = if source.models_free() {
+    let days = if source.models_free()? {
         let store = open_model(source.data_dir, source.config, Activity::NAME)?;
         views::site_days(&store, id, from, to)?
     } else {
@@ -193,15 +208,15 @@ pub fn site(
     };
     for day in days {
         if json_output {
-            println!("{day}");
+            outln!("{day}")?;
         } else {
-            println!(
+            outln!(
                 "{id}\t{}\tcheck-ins {}\tvisits {}\tcustomers {}",
                 day["date"].as_str().unwrap_or("-"),
                 day["check_ins"],
                 day["visits"],
                 day["unique_customers"]
-            );
+            )?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -232,7 +247,7 @@ pub fn segment(
         );
     }
 
-    let members = if source.models_free() {
+    let members = if source.models_free()? {
         let as_of_us = reference_time(source.data_dir, source.config, as_of)?;
         let store = open_model(source.data_dir, source.config, Frequency::NAME)?;
         views::segment_members(&store, wanted, &source.config.segments, as_of_us, 0, limit)?
@@ -245,14 +260,14 @@ pub fn segment(
     };
     for member in members {
         if json_output {
-            println!("{member}");
+            outln!("{member}")?;
         } else {
-            println!(
+            outln!(
                 "{}\tvisits {}\tlast visit {}",
                 member["customer"].as_str().unwrap_or("-"),
                 member["visits"],
                 member["last_visit"].as_str().unwrap_or("-")
-            );
+            )?;
         }
     }
     Ok(ExitCode::SUCCESS)

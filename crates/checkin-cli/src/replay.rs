@@ -168,12 +168,12 @@ pub async fn run(
             .map(|head| head.hash.to_hex())
             .unwrap_or_default();
         if request.json {
-            println!(
+            outln!(
                 "{}",
                 json!({"model": name, "digest": digest, "seq": seq, "hash": hash})
-            );
+            )?;
         } else {
-            println!("{name}\tseq {seq}\t{digest}");
+            outln!("{name}\tseq {seq}\t{digest}")?;
         }
     }
     eprintln!(

@@ -80,7 +80,7 @@ pub async fn run(
 
     let start = Instant::now();
     let sent = send_plan(&js, &db, &plan, config.seed, std::future::pending()).await?;
-    print_summary(&plan, sent.acked, sent.retries, start.elapsed());
+    print_summary(&plan, sent.acked, sent.retries, start.elapsed())?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -229,25 +229,31 @@ async fn run_device(
     Ok(publisher.metrics().snapshot())
 }
 
-fn print_summary(plan: &SimulationPlan, acked: u64, retries: u64, elapsed: Duration) {
+fn print_summary(
+    plan: &SimulationPlan,
+    acked: u64,
+    retries: u64,
+    elapsed: Duration,
+) -> std::io::Result<()> {
     let offline = plan
         .devices
         .iter()
         .filter(|device| device.offline.is_some())
         .count();
-    println!("sent / 已发送:                  {}", plan.submissions.len());
-    println!("invalid sent / 无效提交:        {}", plan.invalid());
-    println!("double scans / 重复扫码:        {}", plan.double_scans());
-    println!("late uploads / 延迟上传:        {}", plan.late_uploads());
-    println!(
+    outln!("sent / 已发送:                  {}", plan.submissions.len())?;
+    outln!("invalid sent / 无效提交:        {}", plan.invalid())?;
+    outln!("double scans / 重复扫码:        {}", plan.double_scans())?;
+    outln!("late uploads / 延迟上传:        {}", plan.late_uploads())?;
+    outln!(
         "devices offline / 离线设备:     {offline} of {}",
         plan.devices.len()
-    );
-    println!("acknowledged / 已确认:          {acked} (retries / 重试 {retries})");
-    println!(
+    )?;
+    outln!("acknowledged / 已确认:          {acked} (retries / 重试 {retries})")?;
+    outln!(
         "elapsed / 用时:                 {:.1} s",
         elapsed.as_secs_f64()
-    );
+    )?;
+    Ok(())
 }
 
 #[cfg(test)]
