@@ -140,6 +140,10 @@ const ATOMIC_PUBLISH_DUPLICATE_ID: u64 = 10201;
 /// JetStream error code: the atomic batch uses a header the server does not
 /// support in batches.
 const ATOMIC_PUBLISH_UNSUPPORTED_HEADER: u64 = 10177;
+/// JetStream error code: the stream already has its maximum of atomic
+/// batches open (50 per stream in nats-server 2.12), as when many devices
+/// send their backlogs at once.
+const ATOMIC_PUBLISH_TOO_MANY_INFLIGHT: u64 = 10210;
 
 /// Publishes an outbox to intake; see the module docs.
 pub struct Publisher {
@@ -399,10 +403,9 @@ impl Publisher {
     /// so that intake stores them all with one write, or none of them.
     ///
     /// Every message keeps its `Nats-Msg-Id`. JetStream rejects a whole batch
-    /// that contains an id it already stores, as after a lost acknowledgement;
-    /// that outcome, and a server that ignored the batch headers, send the
-    /// entries again one by one, where the duplicate window drops each copy
-    /// on its own.
+    /// that contains an id it already stores, as after a lost acknowledgement.
+    /// Then, and when the server ignored the batch headers, the entries go
+    /// again one by one, and the duplicate window drops each stored copy.
     fn publish_batch(&self, entries: Vec<OutboxEntry>) -> AckFuture {
         if entries.len() == 1 {
             let entry = entries.into_iter().next().expect("one entry");
@@ -468,7 +471,7 @@ fn batch_outcome(reply: &BatchReply, len: usize) -> Outcome {
     };
     let reason = format!("{} (code {})", error.description, error.err_code);
     match error.err_code {
-        ATOMIC_PUBLISH_DUPLICATE_ID => Outcome::Unbatch {
+        ATOMIC_PUBLISH_DUPLICATE_ID | ATOMIC_PUBLISH_TOO_MANY_INFLIGHT => Outcome::Unbatch {
             reason,
             disable: false,
         },
@@ -494,6 +497,57 @@ mod tests {
             .await
             .unwrap();
         (dir, Publisher::new(jetstream::new(client), outbox, config))
+    }
+
+    fn reply(batch: Option<&str>, count: Option<u64>, err_code: Option<u64>) -> BatchReply {
+        BatchReply {
+            seq: 10,
+            count,
+            batch: batch.map(str::to_string),
+            error: err_code.map(|err_code| checkin_ledger::writer::ApiError {
+                err_code,
+                description: "test".into(),
+            }),
+            expected_batch: "b1".into(),
+        }
+    }
+
+    #[test]
+    fn batch_outcome_by_reply() {
+        let acked = |outcome| matches!(outcome, Outcome::Acked { duplicates: 0 });
+        let unbatch = |outcome, expected: bool| matches!(outcome, Outcome::Unbatch { disable, .. } if disable == expected);
+        let failed = |outcome| matches!(outcome, Outcome::Failed(_));
+
+        assert!(acked(batch_outcome(&reply(Some("b1"), Some(3), None), 3)));
+        assert!(acked(batch_outcome(&reply(Some("b1"), None, None), 3)));
+        // Another count or batch id, or none at all: not committed as one batch.
+        assert!(unbatch(
+            batch_outcome(&reply(Some("b1"), Some(2), None), 3),
+            true
+        ));
+        assert!(unbatch(
+            batch_outcome(&reply(Some("b2"), Some(3), None), 3),
+            true
+        ));
+        assert!(unbatch(batch_outcome(&reply(None, None, None), 3), true));
+        assert!(unbatch(
+            batch_outcome(&reply(None, None, Some(10201)), 3),
+            false
+        ));
+        assert!(unbatch(
+            batch_outcome(&reply(None, None, Some(10210)), 3),
+            false
+        ));
+        assert!(unbatch(
+            batch_outcome(&reply(None, None, Some(10174)), 3),
+            true
+        ));
+        assert!(unbatch(
+            batch_outcome(&reply(None, None, Some(10177)), 3),
+            true
+        ));
+        // Any other error, such as a failed sequence fence (10071), is retried after a back-off.
+        assert!(failed(batch_outcome(&reply(None, None, Some(10071)), 3)));
     }
 
     #[tokio::test]
