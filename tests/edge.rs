@@ -9,6 +9,7 @@ use std::time::Duration;
 use async_nats::jetstream;
 use checkin_core::EventId;
 use checkin_edge::{IntakeSubject, Outbox, Publisher, PublisherConfig};
+use checkin_ledger::topology::INTAKE_STREAM;
 use common::*;
 use uuid::Uuid;
 
@@ -94,4 +95,85 @@ async fn outbox_filled_while_server_down_arrives_once() {
     let recorded: HashSet<EventId> = counts.keys().copied().collect();
     let enqueued: HashSet<EventId> = ids.into_iter().collect();
     assert_eq!(recorded, enqueued);
+}
+
+/// Fills an outbox with `count` check-ins and returns their ids and bytes.
+async fn fill(outbox: &Outbox, count: usize) -> Vec<(String, Vec<u8>)> {
+    let submissions: Vec<(String, Vec<u8>)> = (0..count)
+        .map(|index| {
+            let id = EventId::from(Uuid::new_v4());
+            let body = check_in(&id, &format!("c-{}", index % 50), now_shanghai());
+            (id.to_string(), serde_json::to_vec(&body).unwrap())
+        })
+        .collect();
+    enqueue(outbox, &submissions).await;
+    submissions
+}
+
+async fn enqueue(outbox: &Outbox, submissions: &[(String, Vec<u8>)]) {
+    let entries = submissions
+        .iter()
+        .map(|(id, bytes)| (IntakeSubject::Live, id.as_str(), bytes.as_slice()));
+    outbox.enqueue_batch(entries).await.expect("enqueue works");
+}
+
+async fn drain(js: &jetstream::Context, outbox: &Outbox) -> checkin_edge::MetricsSnapshot {
+    let mut publisher = Publisher::new(js.clone(), outbox.clone(), PublisherConfig::default());
+    let metrics = publisher.metrics();
+    tokio::time::timeout(Duration::from_secs(60), publisher.drain())
+        .await
+        .expect("outbox drained within 60 s")
+        .expect("publisher failed");
+    assert!(outbox.is_empty());
+    metrics.snapshot()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resent_batch_is_stored_once() {
+    let server = NatsServer::start();
+    let js = jetstream::new(server.client().await);
+    checkin_ledger::topology::ensure_streams(&js, &Default::default())
+        .await
+        .expect("streams are created");
+    let outbox = Outbox::open(server.scratch("outbox")).expect("outbox opens");
+
+    let first = fill(&outbox, 300).await;
+    let metrics = drain(&js, &outbox).await;
+    assert_eq!(metrics.acked, 300);
+    assert_eq!(metrics.duplicates, 0);
+    assert!(metrics.batches >= 1, "no atomic batch was committed");
+    assert_eq!(stream_messages(&js, INTAKE_STREAM).await, 300);
+
+    // The same bytes again, as after a crash that lost the removals, and a
+    // few new ones in the same batch: JetStream rejects the batch as a whole,
+    // and the one-by-one resend stores only the new check-ins.
+    enqueue(&outbox, &first).await;
+    fill(&outbox, 5).await;
+    let metrics = drain(&js, &outbox).await;
+    assert_eq!(metrics.acked, 305);
+    assert_eq!(metrics.duplicates, 300);
+    assert_eq!(metrics.retries, 0, "a rejected batch is no failure");
+    assert_eq!(stream_messages(&js, INTAKE_STREAM).await, 305);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn intake_without_atomic_publish_still_drains() {
+    let server = NatsServer::start();
+    let js = jetstream::new(server.client().await);
+    let settings = checkin_ledger::topology::TopologySettings::default();
+    let mut intake = settings.intake_config();
+    intake.allow_atomic_publish = false;
+    js.create_stream(intake)
+        .await
+        .expect("older intake stream is created");
+    checkin_ledger::topology::ensure_streams(&js, &settings)
+        .await
+        .expect("an intake stream without atomic publish is accepted");
+    let outbox = Outbox::open(server.scratch("outbox")).expect("outbox opens");
+
+    fill(&outbox, 300).await;
+    let metrics = drain(&js, &outbox).await;
+    assert_eq!(metrics.acked, 300);
+    assert_eq!(metrics.batches, 0);
+    assert_eq!(stream_messages(&js, INTAKE_STREAM).await, 300);
 }

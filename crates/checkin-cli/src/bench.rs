@@ -264,7 +264,16 @@ async fn run_ingest(
 
     let target = submissions.len() as u64 + 1;
     let mut ledger = js.get_stream(LEDGER_STREAM).await?;
-    while ledger.info().await?.state.last_sequence < target {
+    // Ledger records (genesis included) when the publisher finished.
+    let mut at_drain: Option<u64> = None;
+    loop {
+        let last = ledger.info().await?.state.last_sequence;
+        if at_drain.is_none() && publishing.is_finished() {
+            at_drain = Some(last);
+        }
+        if last >= target {
+            break;
+        }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let seconds = start.elapsed().as_secs_f64();
@@ -272,8 +281,9 @@ async fn run_ingest(
     let (drained, publish_time) = publishing.await?;
     drained.context("the edge publisher failed during the benchmark")?;
     // Shows whether the publisher or the sequencer is behind.
+    let at_drain = at_drain.unwrap_or(target);
     eprintln!(
-        "publisher drained the outbox in {:.2} s, ledger complete in {seconds:.2} s",
+        "publisher drained the outbox in {:.2} s with {at_drain} ledger records, ledger complete in {seconds:.2} s",
         publish_time.as_secs_f64()
     );
     let _ = stop.send(());

@@ -243,6 +243,31 @@ impl Outbox {
         Ok(())
     }
 
+    /// Removes entries after intake acknowledged them, in one sled batch.
+    ///
+    /// Each key must be one that this outbox returned and that was not removed
+    /// since, because the entry count is lowered by the number of keys
+    /// without looking them up. Like [`Outbox::remove`], the removals reach
+    /// disk with the next flush.
+    ///
+    /// # Errors
+    ///
+    /// [`OutboxError::Storage`] when sled fails.
+    pub fn remove_batch(&self, keys: &[u64]) -> Result<(), OutboxError> {
+        let mut batch = sled::Batch::default();
+        for key in keys {
+            batch.remove(&key.to_be_bytes());
+        }
+        self.tree.apply_batch(batch)?;
+        let removed = keys.len();
+        let _ = self
+            .entries
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |count| {
+                Some(count.saturating_sub(removed))
+            });
+        Ok(())
+    }
+
     /// Flushes pending removals to disk.
     ///
     /// # Errors
@@ -370,6 +395,28 @@ mod tests {
         assert_eq!(outbox.len(), 2);
 
         outbox.remove(first).unwrap();
+        outbox.flush().await.unwrap();
+        drop(outbox);
+        let outbox = Outbox::open(dir.path()).unwrap();
+        assert_eq!(ids(&outbox.entries_after(None, 10).unwrap()), ["b"]);
+    }
+
+    #[tokio::test]
+    async fn remove_batch_removes_every_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = Outbox::open(dir.path()).unwrap();
+        let batch = [
+            (IntakeSubject::Live, "a", b"1".as_slice()),
+            (IntakeSubject::Live, "b", b"2".as_slice()),
+            (IntakeSubject::Live, "c", b"3".as_slice()),
+        ];
+        outbox.enqueue_batch(batch).await.unwrap();
+        let entries = outbox.entries_after(None, 10).unwrap();
+
+        outbox
+            .remove_batch(&[entries[0].key, entries[2].key])
+            .unwrap();
+        assert_eq!(outbox.len(), 1);
         outbox.flush().await.unwrap();
         drop(outbox);
         let outbox = Outbox::open(dir.path()).unwrap();

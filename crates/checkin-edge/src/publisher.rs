@@ -3,10 +3,15 @@
 //! Each entry is published with `Nats-Msg-Id` set to its event id and a
 //! digest of its bytes, so a resend of the same bytes is dropped by JetStream
 //! within the duplicate window and by the sequencer's dedupe index after it.
-//! At most `window` publishes await their acknowledgement (PubAck) at once.
-//! An entry leaves the outbox only after its PubAck arrived. A failed or
-//! timed-out publish is retried after an exponential back-off with jitter,
-//! so that an unreachable server is not flooded.
+//! At most `window` entries await their acknowledgement (PubAck) at once.
+//!
+//! A backlog goes as JetStream atomic batches of up to 1000 entries of one
+//! subject, which intake stores with one write each. The duplicate window
+//! still applies to every message in a batch. An entry leaves the outbox only
+//! after its PubAck, or the acknowledgement of its batch, arrived, and
+//! acknowledged entries leave in sled batches. A failed or timed-out publish
+//! is retried after an exponential back-off with jitter, so that an
+//! unreachable server is not flooded.
 
 use std::collections::BTreeMap;
 use std::pin::Pin;
@@ -15,7 +20,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_nats::HeaderMap;
-use async_nats::jetstream::{self, publish::PublishAck};
+use async_nats::jetstream;
+use checkin_ledger::writer::{BatchReply, MAX_ATOMIC_BATCH, send_atomic_batch};
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
 use rand::{Rng, SeedableRng};
@@ -28,7 +34,8 @@ use crate::outbox::{Outbox, OutboxEntry, OutboxError};
 /// Publisher settings.
 #[derive(Clone, Debug)]
 pub struct PublisherConfig {
-    /// Maximum publishes awaiting a PubAck at once.
+    /// Maximum entries awaiting a PubAck at once, counting each entry of an
+    /// atomic batch.
     pub window: usize,
     /// How long a publish may wait for its PubAck before it counts as failed.
     pub ack_timeout: Duration,
@@ -40,6 +47,13 @@ pub struct PublisherConfig {
     pub jitter_seed: u64,
     /// How often acknowledged removals are flushed to disk.
     pub flush_interval: Duration,
+    /// Maximum entries sent as one JetStream atomic batch, at most 1000; 0 or 1
+    /// publishes every entry on its own. Intake stores a batch with one write
+    /// (one disk sync on a server with `sync_interval: always`).
+    pub atomic_batch: usize,
+    /// Maximum payload bytes in one atomic batch, because the server keeps a
+    /// batch in memory until its commit.
+    pub atomic_batch_bytes: usize,
 }
 
 impl Default for PublisherConfig {
@@ -51,6 +65,8 @@ impl Default for PublisherConfig {
             backoff_max: Duration::from_secs(10),
             jitter_seed: 0,
             flush_interval: Duration::from_millis(500),
+            atomic_batch: MAX_ATOMIC_BATCH,
+            atomic_batch_bytes: 4 * 1024 * 1024,
         }
     }
 }
@@ -63,6 +79,7 @@ pub struct PublisherMetrics {
     acked: AtomicU64,
     duplicates: AtomicU64,
     retries: AtomicU64,
+    batches: AtomicU64,
 }
 
 /// A copy of the counters at one moment.
@@ -77,8 +94,11 @@ pub struct MetricsSnapshot {
     /// Acknowledged entries that JetStream reported as duplicates of an
     /// earlier publish within its duplicate window.
     pub duplicates: u64,
-    /// Failed publishes that were scheduled again.
+    /// Failed publishes that were scheduled again, counting each entry of a
+    /// failed atomic batch.
     pub retries: u64,
+    /// Atomic batches that intake committed.
+    pub batches: u64,
 }
 
 impl PublisherMetrics {
@@ -90,6 +110,7 @@ impl PublisherMetrics {
             acked: self.acked.load(Ordering::Relaxed),
             duplicates: self.duplicates.load(Ordering::Relaxed),
             retries: self.retries.load(Ordering::Relaxed),
+            batches: self.batches.load(Ordering::Relaxed),
         }
     }
 }
@@ -97,8 +118,32 @@ impl PublisherMetrics {
 /// Error that stops the publisher. Network failures never do: they are retried.
 pub type PublisherError = OutboxError;
 
-type AckOutcome = (OutboxEntry, Result<PublishAck, String>);
-type AckFuture = Pin<Box<dyn Future<Output = AckOutcome> + Send>>;
+/// Intake's reply to one publish or one atomic batch.
+enum Outcome {
+    /// Intake stored every entry; `duplicates` of them were dropped by its
+    /// duplicate window.
+    Acked { duplicates: u64 },
+    /// Intake rejected the atomic batch for a reason that single publishes
+    /// avoid. `disable` turns atomic batches off for the rest of the run.
+    Unbatch { reason: String, disable: bool },
+    /// The publish failed or timed out; the entries are retried after a back-off.
+    Failed(String),
+}
+
+type AckFuture = Pin<Box<dyn Future<Output = (Vec<OutboxEntry>, Outcome)> + Send>>;
+
+/// JetStream error code: atomic publish is disabled on the stream.
+const ATOMIC_PUBLISH_DISABLED: u64 = 10174;
+/// JetStream error code: the atomic batch contains a message id that the
+/// stream already contains within its duplicate window (or twice).
+const ATOMIC_PUBLISH_DUPLICATE_ID: u64 = 10201;
+/// JetStream error code: the atomic batch uses a header the server does not
+/// support in batches.
+const ATOMIC_PUBLISH_UNSUPPORTED_HEADER: u64 = 10177;
+/// JetStream error code: the stream already has its maximum of atomic
+/// batches open (50 per stream in nats-server 2.12), as when many devices
+/// send their backlogs at once.
+const ATOMIC_PUBLISH_TOO_MANY_INFLIGHT: u64 = 10210;
 
 /// Publishes an outbox to intake; see the module docs.
 pub struct Publisher {
@@ -107,6 +152,8 @@ pub struct Publisher {
     config: PublisherConfig,
     metrics: Arc<PublisherMetrics>,
     jitter: ChaCha8Rng,
+    /// Cleared when intake rejected atomic batches as disabled or unsupported.
+    batching: bool,
 }
 
 impl Publisher {
@@ -115,12 +162,14 @@ impl Publisher {
         let jitter = ChaCha8Rng::seed_from_u64(config.jitter_seed);
         let metrics = Arc::new(PublisherMetrics::default());
         metrics.queued.store(outbox.len() as u64, Ordering::Relaxed);
+        let batching = config.atomic_batch > 1;
         Self {
             js,
             outbox,
             config,
             metrics,
             jitter,
+            batching,
         }
     }
 
@@ -182,31 +231,44 @@ impl Publisher {
         let mut input_done = std::pin::pin!(input_done.fuse());
         let mut draining = false;
         let mut in_flight: FuturesUnordered<AckFuture> = FuturesUnordered::new();
+        // Entries in flight; an atomic batch counts each of its entries.
+        let mut in_flight_entries = 0usize;
         // Failed entries by key, published again (oldest first) once the back-off ends.
         let mut retry: BTreeMap<u64, OutboxEntry> = BTreeMap::new();
-        // Every outbox key up to the cursor is in flight, in `retry` or removed.
+        // Entries of rejected atomic batches, published again one by one at once.
+        let mut singles: Vec<OutboxEntry> = Vec::new();
+        // Every outbox key up to the cursor is in flight, in `retry`, in
+        // `singles` or removed.
         let mut cursor: Option<u64> = None;
         let mut failures: u32 = 0;
         let mut resume_at = Instant::now();
         let mut last_flush = Instant::now();
 
         loop {
-            if Instant::now() >= resume_at {
-                while in_flight.len() < self.config.window {
-                    let entry = match retry.pop_first() {
-                        Some((_, entry)) => entry,
-                        None => {
-                            let Some(entry) = self.outbox.entries_after(cursor, 1)?.pop() else {
-                                break;
-                            };
-                            cursor = Some(entry.key);
-                            entry
-                        }
-                    };
-                    in_flight.push(self.publish(entry));
-                }
+            for entry in singles.drain(..) {
+                in_flight_entries += 1;
+                in_flight.push(self.publish(entry));
             }
-            self.record_gauges(in_flight.len());
+            if Instant::now() >= resume_at && in_flight_entries < self.config.window {
+                let free = self.config.window - in_flight_entries;
+                let mut ready: Vec<OutboxEntry> = Vec::with_capacity(free.min(4096));
+                while ready.len() < free {
+                    let Some((_, entry)) = retry.pop_first() else {
+                        break;
+                    };
+                    ready.push(entry);
+                }
+                if ready.len() < free {
+                    let fresh = self.outbox.entries_after(cursor, free - ready.len())?;
+                    if let Some(last) = fresh.last() {
+                        cursor = Some(last.key);
+                    }
+                    ready.extend(fresh);
+                }
+                in_flight_entries += ready.len();
+                self.dispatch(ready, &mut in_flight);
+            }
+            self.record_gauges(in_flight_entries);
 
             if draining && in_flight.is_empty() && retry.is_empty() && self.outbox.is_empty() {
                 self.outbox.flush().await?;
@@ -218,36 +280,59 @@ impl Publisher {
                 () = &mut input_done, if !draining => draining = true,
                 () = &mut shutdown => {
                     self.outbox.flush().await?;
-                    info!(in_flight = in_flight.len(), "publisher stopped");
+                    info!(in_flight = in_flight_entries, "publisher stopped");
                     return Ok(());
                 }
-                Some((entry, outcome)) = in_flight.next(), if !in_flight.is_empty() => {
-                    match outcome {
-                        Ok(ack) => {
-                            self.outbox.remove(entry.key)?;
-                            self.metrics.acked.fetch_add(1, Ordering::Relaxed);
-                            if ack.duplicate {
-                                self.metrics.duplicates.fetch_add(1, Ordering::Relaxed);
+                Some(first) = in_flight.next(), if !in_flight.is_empty() => {
+                    // Take every outcome that is already in, so that their
+                    // removals go to sled as one batch.
+                    let mut outcomes = vec![first];
+                    while let Some(Some(outcome)) = in_flight.next().now_or_never() {
+                        outcomes.push(outcome);
+                    }
+                    let mut acked: Vec<u64> = Vec::new();
+                    for (entries, outcome) in outcomes {
+                        in_flight_entries -= entries.len();
+                        match outcome {
+                            Outcome::Acked { duplicates } => {
+                                if entries.len() > 1 {
+                                    self.metrics.batches.fetch_add(1, Ordering::Relaxed);
+                                }
+                                acked.extend(entries.iter().map(|entry| entry.key));
+                                self.metrics.duplicates.fetch_add(duplicates, Ordering::Relaxed);
+                                failures = 0;
                             }
-                            failures = 0;
-                        }
-                        Err(error) => {
-                            self.metrics.retries.fetch_add(1, Ordering::Relaxed);
-                            // Failures that end in one round of publishes raise the back-off once.
-                            if Instant::now() >= resume_at {
-                                failures = failures.saturating_add(1);
-                                let delay = self.backoff(failures);
-                                resume_at = Instant::now() + delay;
-                                warn!(event_id = %entry.id, %error, attempt = failures, delay_ms = delay.as_millis() as u64, "failed to publish to intake, retrying");
-                            } else {
-                                debug!(event_id = %entry.id, %error, "failed to publish to intake, retrying");
+                            Outcome::Unbatch { reason, disable } => {
+                                debug!(entries = entries.len(), %reason, "intake rejected an atomic batch, publishing its entries one by one");
+                                if disable && self.batching {
+                                    self.batching = false;
+                                    info!(%reason, "intake rejects atomic batches, publishing one by one");
+                                }
+                                singles.extend(entries);
                             }
-                            retry.insert(entry.key, entry);
+                            Outcome::Failed(error) => {
+                                self.metrics.retries.fetch_add(entries.len() as u64, Ordering::Relaxed);
+                                let first_id = entries.first().map(|entry| entry.id.clone()).unwrap_or_default();
+                                // Failures that end in one round of publishes raise the back-off once.
+                                if Instant::now() >= resume_at {
+                                    failures = failures.saturating_add(1);
+                                    let delay = self.backoff(failures);
+                                    resume_at = Instant::now() + delay;
+                                    warn!(event_id = %first_id, entries = entries.len(), %error, attempt = failures, delay_ms = delay.as_millis() as u64, "failed to publish to intake, retrying");
+                                } else {
+                                    debug!(event_id = %first_id, entries = entries.len(), %error, "failed to publish to intake, retrying");
+                                }
+                                retry.extend(entries.into_iter().map(|entry| (entry.key, entry)));
+                            }
                         }
+                    }
+                    if !acked.is_empty() {
+                        self.outbox.remove_batch(&acked)?;
+                        self.metrics.acked.fetch_add(acked.len() as u64, Ordering::Relaxed);
                     }
                 }
                 () = tokio::time::sleep_until(resume_at), if backing_off => {}
-                () = self.outbox.enqueued(), if in_flight.len() < self.config.window => {}
+                () = self.outbox.enqueued(), if in_flight_entries < self.config.window => {}
                 // Entries enqueued by another process sharing the files are noticed by polling.
                 () = tokio::time::sleep(Duration::from_millis(200)) => {}
             }
@@ -256,6 +341,36 @@ impl Publisher {
                 self.outbox.flush().await?;
                 last_flush = Instant::now();
             }
+        }
+    }
+
+    /// Sends `entries`: runs of the same subject as atomic batches while
+    /// intake takes them, everything else one publish each.
+    fn dispatch(&self, entries: Vec<OutboxEntry>, in_flight: &mut FuturesUnordered<AckFuture>) {
+        if !self.batching {
+            for entry in entries {
+                in_flight.push(self.publish(entry));
+            }
+            return;
+        }
+
+        let mut batch: Vec<OutboxEntry> = Vec::new();
+        let mut batch_bytes = 0usize;
+        for entry in entries {
+            let full = batch.len() >= self.config.atomic_batch
+                || batch_bytes + entry.payload.len() > self.config.atomic_batch_bytes
+                || batch
+                    .first()
+                    .is_some_and(|first| first.subject != entry.subject);
+            if full {
+                in_flight.push(self.publish_batch(std::mem::take(&mut batch)));
+                batch_bytes = 0;
+            }
+            batch_bytes += entry.payload.len();
+            batch.push(entry);
+        }
+        if !batch.is_empty() {
+            in_flight.push(self.publish_batch(batch));
         }
     }
 
@@ -274,10 +389,45 @@ impl Publisher {
                 ack.await.map_err(|err| err.to_string())
             };
             let outcome = match tokio::time::timeout(timeout, attempt).await {
-                Ok(result) => result,
-                Err(_) => Err(format!("no PubAck within {} ms", timeout.as_millis())),
+                Ok(Ok(ack)) => Outcome::Acked {
+                    duplicates: u64::from(ack.duplicate),
+                },
+                Ok(Err(error)) => Outcome::Failed(error),
+                Err(_) => Outcome::Failed(format!("no PubAck within {} ms", timeout.as_millis())),
             };
-            (entry, outcome)
+            (vec![entry], outcome)
+        })
+    }
+
+    /// Sends entries of one subject as one atomic batch (nats-server 2.12+),
+    /// so that intake stores them all with one write, or none of them.
+    ///
+    /// Every message keeps its `Nats-Msg-Id`. JetStream rejects a whole batch
+    /// that contains an id it already stores, as after a lost acknowledgement.
+    /// Then, and when the server ignored the batch headers, the entries go
+    /// again one by one, and the duplicate window drops each stored copy.
+    fn publish_batch(&self, entries: Vec<OutboxEntry>) -> AckFuture {
+        if entries.len() == 1 {
+            let entry = entries.into_iter().next().expect("one entry");
+            return self.publish(entry);
+        }
+        let client = self.js.client();
+        let timeout = self.config.ack_timeout;
+        Box::pin(async move {
+            let subject = entries[0].subject.subject();
+            let messages = entries
+                .iter()
+                .map(|entry| {
+                    let mut headers = HeaderMap::new();
+                    headers.insert("Nats-Msg-Id", entry.message_id().as_str());
+                    (headers, entry.payload.clone())
+                })
+                .collect();
+            let outcome = match send_atomic_batch(&client, subject, messages, None, timeout).await {
+                Err(error) => Outcome::Failed(error.to_string()),
+                Ok(reply) => batch_outcome(&reply, entries.len()),
+            };
+            (entries, outcome)
         })
     }
 
@@ -303,6 +453,36 @@ impl Publisher {
     }
 }
 
+/// Classifies the reply to an atomic batch of `len` entries.
+fn batch_outcome(reply: &BatchReply, len: usize) -> Outcome {
+    if reply.committed(len) {
+        return Outcome::Acked { duplicates: 0 };
+    }
+    let Some(error) = &reply.error else {
+        // A server before 2.12 stored the messages one by one: those that
+        // arrived are dropped as duplicates when they are sent again.
+        return Outcome::Unbatch {
+            reason: format!(
+                "reply without the batch id {}: seq {}, count {:?}",
+                reply.expected_batch, reply.seq, reply.count
+            ),
+            disable: true,
+        };
+    };
+    let reason = format!("{} (code {})", error.description, error.err_code);
+    match error.err_code {
+        ATOMIC_PUBLISH_DUPLICATE_ID | ATOMIC_PUBLISH_TOO_MANY_INFLIGHT => Outcome::Unbatch {
+            reason,
+            disable: false,
+        },
+        ATOMIC_PUBLISH_DISABLED | ATOMIC_PUBLISH_UNSUPPORTED_HEADER => Outcome::Unbatch {
+            reason,
+            disable: true,
+        },
+        _ => Outcome::Failed(reason),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -317,6 +497,57 @@ mod tests {
             .await
             .unwrap();
         (dir, Publisher::new(jetstream::new(client), outbox, config))
+    }
+
+    fn reply(batch: Option<&str>, count: Option<u64>, err_code: Option<u64>) -> BatchReply {
+        BatchReply {
+            seq: 10,
+            count,
+            batch: batch.map(str::to_string),
+            error: err_code.map(|err_code| checkin_ledger::writer::ApiError {
+                err_code,
+                description: "test".into(),
+            }),
+            expected_batch: "b1".into(),
+        }
+    }
+
+    #[test]
+    fn batch_outcome_by_reply() {
+        let acked = |outcome| matches!(outcome, Outcome::Acked { duplicates: 0 });
+        let unbatch = |outcome, expected: bool| matches!(outcome, Outcome::Unbatch { disable, .. } if disable == expected);
+        let failed = |outcome| matches!(outcome, Outcome::Failed(_));
+
+        assert!(acked(batch_outcome(&reply(Some("b1"), Some(3), None), 3)));
+        assert!(acked(batch_outcome(&reply(Some("b1"), None, None), 3)));
+        // Another count or batch id, or none at all: not committed as one batch.
+        assert!(unbatch(
+            batch_outcome(&reply(Some("b1"), Some(2), None), 3),
+            true
+        ));
+        assert!(unbatch(
+            batch_outcome(&reply(Some("b2"), Some(3), None), 3),
+            true
+        ));
+        assert!(unbatch(batch_outcome(&reply(None, None, None), 3), true));
+        assert!(unbatch(
+            batch_outcome(&reply(None, None, Some(10201)), 3),
+            false
+        ));
+        assert!(unbatch(
+            batch_outcome(&reply(None, None, Some(10210)), 3),
+            false
+        ));
+        assert!(unbatch(
+            batch_outcome(&reply(None, None, Some(10174)), 3),
+            true
+        ));
+        assert!(unbatch(
+            batch_outcome(&reply(None, None, Some(10177)), 3),
+            true
+        ));
+        // Any other error, such as a failed sequence fence (10071), is retried after a back-off.
+        assert!(failed(batch_outcome(&reply(None, None, Some(10071)), 3)));
     }
 
     #[tokio::test]

@@ -88,6 +88,10 @@ impl TopologySettings {
             max_message_size: INTAKE_MAX_MESSAGE_BYTES,
             duplicate_window: self.intake_duplicate_window,
             num_replicas: self.replicas,
+            // Lets an edge publisher store a backlog as atomic batches, one
+            // write each. Publishers fall back to single publishes on a
+            // stream without it, so an older intake stream is accepted.
+            allow_atomic_publish: true,
             ..Default::default()
         }
     }
@@ -329,6 +333,12 @@ fn check_config(expected: &stream::Config, actual: &stream::Config) -> Result<()
     for (field, wanted, found) in fields {
         // JetStream fills in a default duplicate window when none is given.
         if field == "duplicate_window" && expected.duplicate_window.is_zero() {
+            continue;
+        }
+        // Atomic batches only speed up intake: edge publishers fall back to
+        // single publishes when an intake stream created before it was
+        // enabled refuses them.
+        if field == "allow_atomic" && expected.name == INTAKE_STREAM {
             continue;
         }
         if wanted != found {

@@ -259,6 +259,41 @@ pub async fn publish_atomic_batch(
     expected_last: Option<u64>,
     timeout: Duration,
 ) -> Result<BatchAck, AppendError> {
+    let reply = send_atomic_batch(client, subject, messages, expected_last, timeout).await?;
+    match reply.error {
+        Some(error) if error.err_code == WRONG_LAST_SEQUENCE => Err(AppendError::Conflict {
+            expected_last: expected_last.unwrap_or_default(),
+        }),
+        Some(error) => Err(AppendError::Refused(format!(
+            "{} (code {})",
+            error.description, error.err_code
+        ))),
+        None => Ok(BatchAck {
+            seq: reply.seq,
+            count: reply.count,
+        }),
+    }
+}
+
+/// Publishes messages as one atomic batch like [`publish_atomic_batch`] and
+/// returns the server's reply to the commit as it is, error included, for
+/// callers that branch on the error code.
+///
+/// # Errors
+///
+/// [`AppendError::Unknown`] when a message cannot be sent or no readable
+/// reply arrives; [`AppendError::Refused`] for an empty batch.
+///
+/// # Cancel safety
+///
+/// As [`publish_atomic_batch`].
+pub async fn send_atomic_batch(
+    client: &async_nats::Client,
+    subject: &str,
+    messages: Vec<(HeaderMap, Bytes)>,
+    expected_last: Option<u64>,
+    timeout: Duration,
+) -> Result<BatchReply, AppendError> {
     let batch_id = uuid::Uuid::new_v4().simple().to_string();
     let last_index = messages.len().saturating_sub(1);
 
@@ -290,51 +325,60 @@ pub async fn publish_atomic_batch(
             .send_request(subject.to_string(), request)
             .await
             .map_err(|err| AppendError::Unknown(err.to_string()))?;
-        return parse_batch_reply(&reply.payload, expected_last.unwrap_or_default());
+        let mut reply: BatchReply = serde_json::from_slice(&reply.payload).map_err(|err| {
+            AppendError::Unknown(format!(
+                "unreadable batch acknowledgement ({err}): {}",
+                String::from_utf8_lossy(&reply.payload)
+            ))
+        })?;
+        reply.expected_batch = batch_id;
+        return Ok(reply);
     }
     Err(AppendError::Refused(
         "an atomic batch needs at least one message".into(),
     ))
 }
 
-#[derive(Deserialize)]
-struct BatchReply {
+/// The server's reply to the commit of an atomic batch.
+#[derive(Clone, Debug, Deserialize)]
+pub struct BatchReply {
+    /// Stream sequence of the batch's last message; 0 on an error.
     #[serde(default)]
-    seq: u64,
+    pub seq: u64,
+    /// Messages stored, when the server reports it (2.14+).
     #[serde(default)]
-    count: Option<u64>,
+    pub count: Option<u64>,
+    /// Id of the committed batch. A server without atomic batches (before
+    /// 2.12) stores the messages one by one and replies without it.
     #[serde(default)]
-    error: Option<ApiError>,
+    pub batch: Option<String>,
+    /// The server's error, when it refused the batch.
+    #[serde(default)]
+    pub error: Option<ApiError>,
+    /// Id this client gave the batch.
+    #[serde(skip)]
+    pub expected_batch: String,
 }
 
-#[derive(Deserialize)]
-struct ApiError {
-    #[serde(default)]
-    err_code: u64,
-    #[serde(default)]
-    description: String,
-}
-
-fn parse_batch_reply(payload: &[u8], expected_last: u64) -> Result<BatchAck, AppendError> {
-    let reply: BatchReply = serde_json::from_slice(payload).map_err(|err| {
-        AppendError::Unknown(format!(
-            "unreadable batch acknowledgement ({err}): {}",
-            String::from_utf8_lossy(payload)
-        ))
-    })?;
-    match reply.error {
-        Some(error) if error.err_code == WRONG_LAST_SEQUENCE => {
-            Err(AppendError::Conflict { expected_last })
-        }
-        Some(error) => Err(AppendError::Refused(format!(
-            "{} (code {})",
-            error.description, error.err_code
-        ))),
-        None => Ok(BatchAck {
-            seq: reply.seq,
-            count: reply.count,
-        }),
+impl BatchReply {
+    /// Tells whether the server committed the batch as one atomic batch of
+    /// `len` messages: no error, this batch's id, and the count when reported.
+    pub fn committed(&self, len: usize) -> bool {
+        self.error.is_none()
+            && self.batch.as_deref() == Some(self.expected_batch.as_str())
+            && self.count.is_none_or(|count| count == len as u64)
     }
+}
+
+/// A JetStream API error in a reply.
+#[derive(Clone, Debug, Deserialize)]
+pub struct ApiError {
+    /// JetStream error code, such as 10071 for a failed sequence fence.
+    #[serde(default)]
+    pub err_code: u64,
+    /// The server's description.
+    #[serde(default)]
+    pub description: String,
 }
 
 fn classify_publish_error(
