@@ -3,7 +3,7 @@
 //! two days late, as `checkin bench project` does) and applies them in
 //! batches of 1,000 to fresh stores, one model at a time.
 //!
-//! `cargo run --release -p checkin-projections --example fold_speed -- [EVENTS] [sled|fjall]`
+//! `cargo run --release -p checkin-projections --example fold_speed -- [EVENTS] [sled|fjall] [activity|frequency]`
 
 use std::time::Instant;
 
@@ -101,6 +101,8 @@ fn main() {
     let backend: Backend = args
         .next()
         .map_or(Backend::Fjall, |text| text.parse().expect("sled or fjall"));
+    let only = args.next();
+    let wanted = |name: &str| only.as_deref().is_none_or(|only| only == name);
     let entries = history(events);
     let sites = SiteRegistry {
         allow_unknown_sites: true,

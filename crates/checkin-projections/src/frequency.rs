@@ -11,8 +11,10 @@
 //! | `s` ‖ customer | [`CustomerSummary`] |
 //! | `r` | latest check-in time in the ledger so far, UTC microseconds (8, big-endian) |
 //! | `g` ‖ customer | the customer's segment at the last daily evaluation (1) |
-//! | `n` ‖ day (4) ‖ customer | empty: judge the customer at the first evaluation on or after that day; day 0 = at the next one |
+//! | `n` ‖ day (4) ‖ customer | empty: judge the customer at the first evaluation on or after that day |
 //! | `p` ‖ customer | the day of the customer's `n` key (4) |
+//! | `x` | customers whose summary changed since the last evaluation, bincode list |
+//! | `y` | the day of the last evaluation (4) |
 //! | `h` ‖ customer ‖ 0 ‖ day (4) | the segment the customer entered at that day's evaluation (1) |
 //!
 //! Segments are evaluated once per day of the reference time: when a
@@ -141,8 +143,8 @@ impl Frequency {
     /// Judges, as of the start of the day `at_us` falls on, every customer
     /// whose segment may have changed since the last evaluation, records each
     /// change and schedules the customer's next evaluation. A customer is due
-    /// when a check-in or void changed their summary (`changed`, and `n`
-    /// keys of day 0) or when time crossed one of their thresholds (`n` keys
+    /// when a check-in or void changed their summary (`changed`) or when
+    /// time crossed one of their thresholds (`n` keys
     /// up to today); every other customer keeps the segment they had, so the
     /// history equals judging everyone every day.
     fn evaluate_segments(
@@ -156,8 +158,19 @@ impl Frequency {
         let day_start_us = self.rules.start_of(day);
 
         let mut due = std::mem::take(changed);
+        // Keys up to the last evaluated day were consumed then; starting
+        // after it skips their deletion markers.
+        let lower = match model.get(b"y")? {
+            Some(bytes) => {
+                let mut key = vec![b'n'];
+                key.extend_from_slice(&bytes);
+                key.push(0xff);
+                key
+            }
+            None => vec![b'n'],
+        };
         let upper = due_key(day + chrono::Duration::days(1), "");
-        for (key, _) in model.scan_range(b"n", &upper)? {
+        for (key, _) in model.scan_range(&lower, &upper, b"n")? {
             model.delete(key.clone());
             due.insert(String::from_utf8_lossy(&key[5..]).into_owned());
         }
@@ -202,22 +215,7 @@ impl Frequency {
                 None => model.delete(schedule_key),
             }
         }
-        Ok(())
-    }
-
-    /// Makes the customer due at the next evaluation, dropping the
-    /// evaluation scheduled for them.
-    fn schedule_now(&self, customer: &str, model: &mut Overlay<'_>) -> Result<(), ProjectionError> {
-        let schedule_key = prefixed(b'p', customer.as_bytes());
-        let scheduled = model.get(&schedule_key)?;
-        if scheduled.as_deref() == Some(&DUE_NOW[..]) {
-            return Ok(());
-        }
-        if let Some(day) = scheduled.and_then(|bytes| <[u8; 4]>::try_from(bytes.as_slice()).ok()) {
-            model.delete(due_key_raw(day, customer));
-        }
-        model.put(due_key_raw(DUE_NOW, customer), Vec::new());
-        model.put(schedule_key, DUE_NOW.to_vec());
+        model.put(b"y".to_vec(), day_key(day).to_vec());
         Ok(())
     }
 
@@ -304,8 +302,12 @@ impl Projection for Frequency {
         model: &mut Overlay<'_>,
     ) -> Result<(), ProjectionError> {
         let mut touched: BTreeMap<String, CustomerSummary> = BTreeMap::new();
-        // Customers whose summary changed since the last evaluation in this batch.
-        let mut changed: BTreeSet<String> = BTreeSet::new();
+        // Customers whose summary changed since the last evaluation, kept
+        // under `x` between batches.
+        let mut changed: BTreeSet<String> = match model.get(b"x")? {
+            Some(bytes) => decode::<Vec<String>>(b"x", &bytes)?.into_iter().collect(),
+            None => BTreeSet::new(),
+        };
         let mut latest_us = model.get(b"r")?.as_deref().map_or(i64::MIN, read_i64);
         for entry in entries {
             match &entry.record.body {
@@ -364,8 +366,13 @@ impl Projection for Frequency {
             }
         }
 
-        for customer in &changed {
-            self.schedule_now(customer, model)?;
+        if changed.is_empty() {
+            model.delete(b"x".to_vec());
+        } else {
+            model.put(
+                b"x".to_vec(),
+                encode(&changed.into_iter().collect::<Vec<String>>()),
+            );
         }
         for (customer, summary) in touched {
             let key = prefixed(b's', customer.as_bytes());
@@ -536,9 +543,6 @@ fn segment_code(segment: Segment) -> u8 {
         .position(|candidate| *candidate == segment)
         .unwrap_or_default() as u8
 }
-
-/// Evaluation day of the customers whose summary changed: before every real day.
-const DUE_NOW: [u8; 4] = [0; 4];
 
 fn due_key(day: NaiveDate, customer: &str) -> Vec<u8> {
     due_key_raw(day_key(day), customer)

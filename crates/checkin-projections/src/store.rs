@@ -213,13 +213,18 @@ impl ModelStore {
     }
 
     /// Returns every stored pair whose key starts with `prefix` and sorts
-    /// below `upper`, in key order.
+    /// from `lower` up to and not including `upper`, in key order.
     ///
     /// # Errors
     ///
     /// Fails when storage fails.
-    pub fn scan_range(&self, prefix: &[u8], upper: &[u8]) -> Result<Pairs, StoreError> {
-        let range = (Bound::Included(prefix), Bound::Excluded(upper));
+    pub fn scan_range(
+        &self,
+        lower: &[u8],
+        upper: &[u8],
+        prefix: &[u8],
+    ) -> Result<Pairs, StoreError> {
+        let range = (Bound::Included(lower), Bound::Excluded(upper));
         let mut pairs = Vec::new();
         match &self.engine {
             Engine::Sled { tree, .. } => {
@@ -413,16 +418,25 @@ impl<'a> Overlay<'a> {
         Ok(merged.into_iter().collect())
     }
 
-    /// Returns the pairs whose key starts with `prefix` and sorts below
-    /// `upper`, as the batch so far left them, in key order.
+    /// Returns the pairs whose key starts with `prefix` and sorts from
+    /// `lower` up to and not including `upper`, as the batch so far left
+    /// them, in key order.
     ///
     /// # Errors
     ///
     /// Fails when storage fails.
-    pub fn scan_range(&self, prefix: &[u8], upper: &[u8]) -> Result<Pairs, StoreError> {
-        let mut merged: BTreeMap<Vec<u8>, Vec<u8>> =
-            self.store.scan_range(prefix, upper)?.into_iter().collect();
-        let range = (Bound::Included(prefix), Bound::Excluded(upper));
+    pub fn scan_range(
+        &self,
+        lower: &[u8],
+        upper: &[u8],
+        prefix: &[u8],
+    ) -> Result<Pairs, StoreError> {
+        let mut merged: BTreeMap<Vec<u8>, Vec<u8>> = self
+            .store
+            .scan_range(lower, upper, prefix)?
+            .into_iter()
+            .collect();
+        let range = (Bound::Included(lower), Bound::Excluded(upper));
         for (key, value) in self.writes.range::<[u8], _>(range) {
             if !key.starts_with(prefix) {
                 break;
