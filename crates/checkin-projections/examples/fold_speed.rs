@@ -109,10 +109,14 @@ fn main() {
         ..SiteRegistry::default()
     };
     let dir = tempfile::tempdir().expect("temporary directory");
-    let store =
-        ModelStore::open_with(backend, &dir.path().join("activity"), Activity::NAME).expect("open");
-    fold("activity", &Activity::new(sites.clone()), &store, &entries);
-    let store = ModelStore::open_with(backend, &dir.path().join("frequency"), Frequency::NAME)
-        .expect("open");
-    fold("frequency", &Frequency::new(sites), &store, &entries);
+    if wanted(Activity::NAME) {
+        let store = ModelStore::open_with(backend, &dir.path().join("activity"), Activity::NAME)
+            .expect("open");
+        fold("activity", &Activity::new(sites.clone()), &store, &entries);
+    }
+    if wanted(Frequency::NAME) {
+        let store = ModelStore::open_with(backend, &dir.path().join("frequency"), Frequency::NAME)
+            .expect("open");
+        fold("frequency", &Frequency::new(sites), &store, &entries);
+    }
 }
