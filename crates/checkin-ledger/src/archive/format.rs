@@ -232,8 +232,26 @@ pub(super) fn chain_headers(headers: &[u8]) -> (Option<ChainHash>, Option<ChainH
     (prev, hash)
 }
 
+/// Returns the first `Checkin-Prev` and `Checkin-Hash` values of encoded
+/// headers as stored, each `None` when absent. The first value is the one a
+/// `HeaderMap` lookup of the same message returns.
+pub(crate) fn chain_header_values(headers: &[u8]) -> (Option<&[u8]>, Option<&[u8]>) {
+    const PREV: &[u8] = b"Checkin-Prev: ";
+    const HASH: &[u8] = b"Checkin-Hash: ";
+    let (mut prev, mut hash) = (None, None);
+    for line in headers.split(|byte| *byte == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if let Some(value) = line.strip_prefix(PREV) {
+            prev = prev.or(Some(value));
+        } else if let Some(value) = line.strip_prefix(HASH) {
+            hash = hash.or(Some(value));
+        }
+    }
+    (prev, hash)
+}
+
 /// Decodes 64 lowercase or uppercase hex digits.
-fn decode_hash(text: &[u8]) -> Option<ChainHash> {
+pub(crate) fn decode_hash(text: &[u8]) -> Option<ChainHash> {
     const INVALID: u8 = 0xff;
     const TABLE: [u8; 256] = {
         let mut table = [INVALID; 256];
