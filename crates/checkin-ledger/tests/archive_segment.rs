@@ -254,11 +254,11 @@ fn archive_set_checks_continuity() {
     assert!(matches!(err, ArchiveError::Discontinuous { .. }), "{err}");
 }
 
-/// Audits `dir` through the archive path on two threads.
-fn audit_dir(dir: &Path) -> AuditReport {
+/// Audits `dir` through the archive path on `threads` threads.
+fn audit_dir(dir: &Path, threads: usize) -> AuditReport {
     let (set, damaged) = ArchiveSet::open_for_audit(dir).expect("the archive opens for audit");
     let mut auditor = Auditor::new(None);
-    audit_archive(&set, &damaged, &mut auditor, 2).expect("the archive reads");
+    audit_archive(&set, &damaged, &mut auditor, threads).expect("the archive reads");
     auditor.finish()
 }
 
@@ -274,7 +274,7 @@ fn audit_reports_tampered_record_as_finding() {
     write_segment(dir.path(), &messages[..3]);
     write_segment(dir.path(), &messages[3..]);
 
-    let report = audit_dir(dir.path());
+    let report = audit_dir(dir.path(), 2);
 
     let recomputed = link_hash(&vector_hash(&messages, 3), 4, &body);
     let expected = vec![Finding {
@@ -310,7 +310,6 @@ fn audit_matches_pushing_each_message() {
     write_segment(dir.path(), &messages[..2]);
     write_segment(dir.path(), &messages[2..4]);
     write_segment(dir.path(), &messages[4..]);
-    let archived = audit_dir(dir.path());
 
     let mut auditor = Auditor::new(None);
     for message in &messages {
@@ -318,23 +317,29 @@ fn audit_matches_pushing_each_message() {
     }
     let pushed = auditor.finish();
 
-    let kinds: Vec<(u64, FindingKind)> = archived
-        .findings
-        .iter()
-        .map(|finding| (finding.seq, finding.kind))
-        .collect();
-    assert_eq!(
-        kinds,
-        vec![
-            (5, FindingKind::PrevMismatch),
-            (6, FindingKind::HashMismatch),
-            (7, FindingKind::HashMismatch),
-            (7, FindingKind::Undecodable),
-        ]
-    );
-    assert_eq!(archived.findings, pushed.findings);
-    assert_eq!(archived.head, pushed.head);
-    assert_eq!(archived.ledger_id, pushed.ledger_id);
+    // One thread and two hash in the workers; with four, more than the
+    // three segments, the auditor hashes.
+    for threads in [1, 2, 4] {
+        let archived = audit_dir(dir.path(), threads);
+        let kinds: Vec<(u64, FindingKind)> = archived
+            .findings
+            .iter()
+            .map(|finding| (finding.seq, finding.kind))
+            .collect();
+        assert_eq!(
+            kinds,
+            vec![
+                (5, FindingKind::PrevMismatch),
+                (6, FindingKind::HashMismatch),
+                (7, FindingKind::HashMismatch),
+                (7, FindingKind::Undecodable),
+            ],
+            "{threads} threads"
+        );
+        assert_eq!(archived.findings, pushed.findings, "{threads} threads");
+        assert_eq!(archived.head, pushed.head, "{threads} threads");
+        assert_eq!(archived.ledger_id, pushed.ledger_id, "{threads} threads");
+    }
 }
 
 #[test]
@@ -347,7 +352,7 @@ fn audit_reports_digest_mismatch_with_file_named() {
     bytes[reserved] ^= 0x01;
     std::fs::write(&path, &bytes).expect("write damaged segment");
 
-    let report = audit_dir(dir.path());
+    let report = audit_dir(dir.path(), 2);
 
     assert_eq!(report.findings.len(), 1, "{:?}", report.findings);
     let finding = &report.findings[0];

@@ -8,6 +8,10 @@
 //! the auditor itself picks, which is always so for a sound archive, and
 //! recomputes it otherwise. So findings are the ones a single thread pushing
 //! every record would report, in the same order.
+//!
+//! When there are fewer segments than threads, some cores would have no
+//! segment to read, so the workers only decompress and the auditor hashes:
+//! with one segment on two cores that splits the work about evenly.
 
 use std::ops::Range;
 use std::sync::Mutex;
@@ -18,7 +22,7 @@ use checkin_core::ChainHash;
 use checkin_core::chain::{Finding, FindingKind, LinkHash};
 
 use super::format::{chain_header_values, decode_hash};
-use super::{ArchiveError, ArchiveSet, DigestMismatch, RecordRef, Segment};
+use super::{ArchiveError, ArchiveSet, DigestMismatch, Segment};
 use crate::audit::{Auditor, RecordParts};
 use crate::headers;
 
@@ -59,9 +63,12 @@ pub fn audit_archive(
     let senders = Mutex::new(senders);
     let next = AtomicUsize::new(0);
 
+    let threads = threads.max(1);
+    let workers = threads.min(segments.len().max(1));
+    let hash_in_workers = workers == threads;
     std::thread::scope(|scope| {
-        for _ in 0..threads.clamp(1, segments.len().max(1)) {
-            scope.spawn(|| read_segments(segments, &next, &senders));
+        for _ in 0..workers {
+            scope.spawn(|| read_segments(segments, &next, &senders, hash_in_workers));
         }
         // Dropping the receivers when this returns stops the workers early
         // after an error: their next send fails.
@@ -89,7 +96,7 @@ fn check_in_order(
                     body: &batch.bodies[record.body],
                     prev: record.prev,
                     hash: record.hash,
-                    known: Some(record.link),
+                    known: record.link,
                 });
             }
         }
@@ -112,11 +119,13 @@ fn digest_finding(damage: &DigestMismatch) -> Finding {
     }
 }
 
-/// Worker loop: claims segments in order and sends each one's records.
+/// Worker loop: claims segments in order and sends each one's records,
+/// hashed when `hash` is set.
 fn read_segments(
     segments: &[Segment],
     next: &AtomicUsize,
     senders: &Mutex<Vec<Option<SyncSender<Delivery>>>>,
+    hash: bool,
 ) {
     loop {
         let index = next.fetch_add(1, Ordering::Relaxed);
@@ -126,22 +135,37 @@ fn read_segments(
         let sender = senders.lock().expect("no worker panics holding the lock")[index]
             .take()
             .expect("each segment is claimed once");
-        if !send_segment(segment, &sender) {
+        if !send_segment(segment, &sender, hash) {
             return;
         }
     }
 }
 
 /// Reads one segment into batches; returns false when the auditor stopped listening.
-fn send_segment(segment: &Segment, sender: &SyncSender<Delivery>) -> bool {
+fn send_segment(segment: &Segment, sender: &SyncSender<Delivery>, hash: bool) -> bool {
     let mut reader = match segment.audit_reader() {
         Ok(reader) => reader,
         Err(err) => return sender.send(Err(err)).is_ok(),
     };
     let mut batch = Batch::default();
     loop {
-        match reader.next_record() {
-            Ok(Some(record)) => batch.add(record),
+        let added = if hash {
+            reader.next_record().map(|record| {
+                record.map(|record| {
+                    let link = LinkHash {
+                        prev: record.prev_hash,
+                        hash: record.hash,
+                    };
+                    batch.add(record.seq, record.headers, record.body, Some(link));
+                })
+            })
+        } else {
+            reader.next_frame().map(|frame| {
+                frame.map(|frame| batch.add(frame.seq, frame.headers, frame.body, None))
+            })
+        };
+        match added {
+            Ok(Some(())) => {}
             Ok(None) => break,
             Err(err) => {
                 if !batch.records.is_empty() && sender.send(Ok(batch)).is_err() {
@@ -172,26 +196,24 @@ struct BatchRecord {
     body: Range<usize>,
     prev: Result<ChainHash, String>,
     hash: Result<ChainHash, String>,
-    link: LinkHash,
+    /// The hash the worker computed, when it hashed.
+    link: Option<LinkHash>,
 }
 
 impl Batch {
-    fn add(&mut self, record: RecordRef<'_>) {
+    fn add(&mut self, seq: u64, header_block: &[u8], body: &[u8], link: Option<LinkHash>) {
         if self.records.is_empty() {
             self.records.reserve(BATCH_RECORDS);
         }
         let start = self.bodies.len();
-        self.bodies.extend_from_slice(record.body);
-        let (prev, hash) = chain_header_values(record.headers);
+        self.bodies.extend_from_slice(body);
+        let (prev, hash) = chain_header_values(header_block);
         self.records.push(BatchRecord {
-            seq: record.seq,
+            seq,
             body: start..self.bodies.len(),
             prev: parse_header(headers::PREV, prev),
             hash: parse_header(headers::HASH, hash),
-            link: LinkHash {
-                prev: record.prev_hash,
-                hash: record.hash,
-            },
+            link,
         });
     }
 }

@@ -27,6 +27,6 @@ pub use format::{
     DIGEST_CONTEXT, FOOTER_LEN, FORMAT_VERSION, HEADER_LEN, SegmentInfo, encode_headers,
     segment_file_name,
 };
-pub use reader::{DigestMismatch, RecordReader, RecordRef, Segment, SegmentRecords};
+pub use reader::{DigestMismatch, RecordFrame, RecordReader, RecordRef, Segment, SegmentRecords};
 pub use set::ArchiveSet;
 pub use writer::{PendingSegment, SegmentWriter, WrittenSegment};

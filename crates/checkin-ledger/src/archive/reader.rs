@@ -204,6 +204,20 @@ fn digest(file: &mut File, len: u64, path: &Path) -> Result<ChainHash, ArchiveEr
     Ok(ChainHash(*hasher.finalize().as_bytes()))
 }
 
+/// One record frame as read from a segment, not hashed, borrowing the
+/// reader's buffers.
+#[derive(Clone, Copy, Debug)]
+pub struct RecordFrame<'a> {
+    /// Stream sequence.
+    pub seq: u64,
+    /// When JetStream stored the record, Unix nanoseconds.
+    pub stored_at_ns: i64,
+    /// Headers as the format encodes them: `Name: value\r\n` lines.
+    pub headers: &'a [u8],
+    /// The message body exactly as stored.
+    pub body: &'a [u8],
+}
+
 /// A segment whose recomputed file digest differs from its footer's.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DigestMismatch {
@@ -305,6 +319,55 @@ impl RecordReader {
     /// Fails at the first record that is missing, malformed or off the chain,
     /// or at the end when the body contains more than the footer counts.
     pub fn next_record(&mut self) -> Result<Option<RecordRef<'_>>, ArchiveError> {
+        let Some((seq, stored_at_ns)) = self.read_frame()? else {
+            return Ok(None);
+        };
+        let link = self.check_link(seq)?;
+        self.remaining -= 1;
+        self.next_seq += 1;
+        if self.remaining == 0 {
+            self.check_end()?;
+        }
+        Ok(Some(RecordRef {
+            seq,
+            stored_at_ns,
+            headers: &self.headers,
+            body: &self.body,
+            hash: link.hash,
+            prev_hash: link.prev,
+        }))
+    }
+
+    /// Reads the next record without hashing it; `None` after the last one.
+    ///
+    /// This checks the framing, the count and, unless the reader is from
+    /// [`Segment::audit_reader`], the sequences, but not the chain: it is
+    /// for callers that hash the records themselves, such as an auditor.
+    ///
+    /// # Errors
+    ///
+    /// Fails at the first record that is missing or malformed, or at the end
+    /// when the body contains more than the footer counts.
+    pub fn next_frame(&mut self) -> Result<Option<RecordFrame<'_>>, ArchiveError> {
+        let Some((seq, stored_at_ns)) = self.read_frame()? else {
+            return Ok(None);
+        };
+        self.remaining -= 1;
+        self.next_seq += 1;
+        if self.remaining == 0 {
+            self.check_no_trailing_bytes()?;
+        }
+        Ok(Some(RecordFrame {
+            seq,
+            stored_at_ns,
+            headers: &self.headers,
+            body: &self.body,
+        }))
+    }
+
+    /// Reads the next record frame into the buffers; returns its sequence
+    /// and stored time, or `None` after the last one.
+    fn read_frame(&mut self) -> Result<Option<(u64, i64)>, ArchiveError> {
         if self.remaining == 0 {
             return Ok(None);
         }
@@ -330,21 +393,7 @@ impl RecordReader {
         let read = self.read_part(&mut body, u32::from_le_bytes(body_len) as usize, seq);
         self.body = body;
         read?;
-
-        let link = self.check_link(seq)?;
-        self.remaining -= 1;
-        self.next_seq += 1;
-        if self.remaining == 0 {
-            self.check_end()?;
-        }
-        Ok(Some(RecordRef {
-            seq,
-            stored_at_ns,
-            headers: &self.headers,
-            body: &self.body,
-            hash: link.hash,
-            prev_hash: link.prev,
-        }))
+        Ok(Some((seq, stored_at_ns)))
     }
 
     fn read_exact_part(&mut self, buffer: &mut [u8]) -> Result<(), ArchiveError> {
@@ -435,6 +484,10 @@ impl RecordReader {
                 ),
             });
         }
+        self.check_no_trailing_bytes()
+    }
+
+    fn check_no_trailing_bytes(&mut self) -> Result<(), ArchiveError> {
         let mut extra = [0u8; 1];
         let trailing = self
             .input
