@@ -159,6 +159,13 @@ impl Auditor {
         self.check_body(seq, parts.body, computed);
     }
 
+    /// Reserves room for `additional` more event ids, so that auditing a
+    /// source of known size, such as an archive, does not grow the map step
+    /// by step.
+    pub fn reserve_events(&mut self, additional: usize) {
+        self.first_seq_of_event.reserve(additional);
+    }
+
     /// Adds a finding that a source of records found outside the chain,
     /// such as a damaged archive segment.
     pub fn add_finding(&mut self, finding: Finding) {

@@ -127,12 +127,11 @@ impl Segment {
         RecordReader::open(&self.path, self.info, true)
     }
 
-    /// Starts reading the records for an auditor: each record still gets its
-    /// recomputed hash, but a record off the chain is returned instead of
-    /// failing, and the footer's `last_hash` and `ledger_id` are not checked,
-    /// so that the auditor reports every finding by sequence. The framing is
-    /// still checked: a body that ends early or has bytes after the last
-    /// record fails.
+    /// Starts reading the records for an auditor. A record off the chain or
+    /// at an unexpected sequence is returned instead of failing, and the
+    /// footer's `last_hash` and `ledger_id` are not checked, so that the
+    /// auditor reports each finding by sequence. The framing is still
+    /// checked: a body that ends early or has bytes after the last record fails.
     ///
     /// # Errors
     ///
