@@ -22,6 +22,7 @@ use async_nats::jetstream::{self, stream};
 use checkin_core::chain::link_hash;
 use checkin_core::record::RecordBody;
 use checkin_core::{ChainHash, EventId, codec};
+use checkin_ledger::archive::{DIGEST_CONTEXT, Segment, segment_file_name};
 use checkin_ledger::headers;
 use checkin_ledger::reader::{StoredMessage, StreamReader};
 use checkin_ledger::topology::{INTAKE_LIVE, LEDGER_STREAM, LEDGER_SUBJECT};
@@ -630,4 +631,144 @@ async fn text_report_names_finding_in_both_languages() {
     assert!(text.contains("expected: 5\n"), "output: {text}");
     assert!(text.contains("found:    6\n"), "output: {text}");
     assert!(text.contains("1 finding(s)"), "output: {text}");
+}
+
+/// Segments of the archive that [`archive_ledger`] writes: 1-4, 5-8, 9-10.
+const ARCHIVED: u64 = 10;
+
+/// Moves seq 1 to [`ARCHIVED`] into segments of 4 records with `checkin
+/// archive`, which purges them from the stream; returns the directory.
+fn archive_ledger(ledger: &Ledger) -> PathBuf {
+    let dir = ledger.server.scratch("archive");
+    let output = checkin_command(&ledger.server, &ledger.data, &ledger.config)
+        .arg("archive")
+        .args(["--up-to", &ARCHIVED.to_string(), "--segment-records", "4"])
+        .arg("--to")
+        .arg(&dir)
+        .output()
+        .expect("failed to run checkin archive");
+    assert!(
+        output.status.success(),
+        "checkin archive failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    dir
+}
+
+/// Flips one bit of the event id in the body of the record at `seq` inside
+/// a segment, recompresses the body and writes a fresh digest, keeping every
+/// footer field else: only the chain can show the change. Returns the new body.
+fn tamper_segment(path: &Path, seq: u64) -> Vec<u8> {
+    const HEADER: usize = 32;
+    const FOOTER: usize = 176;
+    let bytes = std::fs::read(path).expect("read segment");
+    let footer_start = bytes.len() - FOOTER;
+    let mut footer = bytes[footer_start..].to_vec();
+    let body_len = u64::from_le_bytes(footer[40..48].try_into().unwrap()) as usize;
+    let mut raw = zstd::decode_all(&bytes[HEADER..HEADER + body_len]).expect("body decompresses");
+
+    // Record frames: seq u64, stored_at_ns i64, headers_len u32, headers,
+    // body_len u32, body.
+    let mut offset = 0;
+    let tampered = loop {
+        assert!(offset < raw.len(), "seq {seq} is not in {}", path.display());
+        let frame_seq = u64::from_le_bytes(raw[offset..offset + 8].try_into().unwrap());
+        let headers_len =
+            u32::from_le_bytes(raw[offset + 16..offset + 20].try_into().unwrap()) as usize;
+        let length_at = offset + 20 + headers_len;
+        let record_len =
+            u32::from_le_bytes(raw[length_at..length_at + 4].try_into().unwrap()) as usize;
+        let body_start = length_at + 4;
+        if frame_seq == seq {
+            // Bytes 14 to 29 of a check-in are its event id.
+            raw[body_start + 20] ^= 0x01;
+            break raw[body_start..body_start + record_len].to_vec();
+        }
+        offset = body_start + record_len;
+    };
+
+    let compressed = zstd::encode_all(&raw[..], 3).expect("body compresses");
+    footer[40..48].copy_from_slice(&(compressed.len() as u64).to_le_bytes());
+    let mut file = bytes[..HEADER].to_vec();
+    file.extend_from_slice(&compressed);
+    file.extend_from_slice(&footer[..FOOTER - 32]);
+    let digest = blake3::Hasher::new_derive_key(DIGEST_CONTEXT)
+        .update(&file)
+        .finalize();
+    file.extend_from_slice(digest.as_bytes());
+    std::fs::write(path, &file).expect("write tampered segment");
+    tampered
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tampered_archive_record_is_hash_mismatch() {
+    let ledger = build_ledger().await;
+    let dir = archive_ledger(&ledger);
+    let archive = ["--archive", dir.to_str().expect("utf-8 path")];
+
+    let clean = ledger.verify_both(&archive);
+    assert_eq!(clean.exit_code, 0);
+    assert_eq!(clean.report["records"], HEAD);
+    assert_eq!(clean.findings(), Vec::new());
+
+    let segment = dir.join(segment_file_name(5, 8));
+    let body = tamper_segment(&segment, 6);
+    assert!(
+        Segment::open(&segment).is_ok(),
+        "the tampered segment's digest matches"
+    );
+
+    let verdict = ledger.verify_both(&archive);
+    assert_eq!(verdict.exit_code, 1);
+    assert_eq!(verdict.report["records"], HEAD);
+    let recomputed = link_hash(&ledger.hash_of(5), 6, &body);
+    assert_eq!(
+        verdict.findings(),
+        vec![Found::new(
+            6,
+            "hash_mismatch",
+            recomputed.to_hex(),
+            ledger.hash_of(6).to_hex()
+        )]
+    );
+    // The stream after the archive chains from the stored hashes, so the
+    // head is the one the sequencer wrote.
+    assert_eq!(
+        verdict.report["head"]["hash"],
+        ledger.hash_of(HEAD).to_hex()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn damaged_archive_digest_exits_one() {
+    let ledger = build_ledger().await;
+    let dir = archive_ledger(&ledger);
+    let name = segment_file_name(9, 10);
+    let segment = dir.join(&name);
+    let mut bytes = std::fs::read(&segment).expect("read segment");
+    // A reserved footer byte: covered by the digest, read by nothing else.
+    let reserved = bytes.len() - 176 + 10;
+    bytes[reserved] ^= 0x01;
+    std::fs::write(&segment, &bytes).expect("write damaged segment");
+
+    let verdict = ledger.verify_both(&["--archive", dir.to_str().expect("utf-8 path")]);
+
+    assert_eq!(verdict.exit_code, 1);
+    assert_eq!(verdict.report["records"], HEAD);
+    let findings = verdict.findings();
+    assert_eq!(findings.len(), 1, "findings: {findings:?}");
+    assert_eq!(findings[0].seq, 9);
+    assert_eq!(findings[0].kind, "undecodable");
+    assert!(
+        findings[0]
+            .expected
+            .starts_with(&format!("{name}: file_digest ")),
+        "{:?}",
+        findings[0]
+    );
+    assert_eq!(findings[0].actual, hex_of(&bytes[bytes.len() - 32..]));
+}
+
+fn hex_of(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }

@@ -28,6 +28,9 @@ use checkin_ledger::reader::{StoredMessage, StreamReader};
 use checkin_ledger::topology::LEDGER_STREAM;
 use futures::StreamExt;
 
+/// Records per segment file unless `--segment-records` sets another number.
+pub const DEFAULT_SEGMENT_RECORDS: u64 = 100_000;
+
 /// Environment variable that makes the archiver abort at a named step, for crash tests.
 const FAIL_AT_ENV: &str = "CHECKIN_ARCHIVE_FAIL_AT";
 

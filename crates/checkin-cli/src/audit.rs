@@ -2,6 +2,12 @@
 //!
 //! Exit codes of `checkin audit verify`: 0 when the audit found nothing,
 //! 1 when it reported findings, 2 when it could not run.
+//!
+//! With `--archive DIR`, a segment whose file digest does not match is a
+//! finding (`undecodable` at its first sequence, naming the file, exit 1),
+//! and its records are still checked, so a changed record is also reported
+//! at its own sequence. A segment that cannot be read at all, such as one
+//! whose body does not decompress, stops the audit with exit 2.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -12,7 +18,7 @@ use anyhow::{Context, bail};
 use checkin_core::chain::{Finding, link_hash};
 use checkin_core::record::RecordBody;
 use checkin_core::{ChainHash, ChainHead, codec};
-use checkin_ledger::archive::ArchiveSet;
+use checkin_ledger::archive::{self, ArchiveSet};
 use checkin_ledger::audit::{AuditReport, Auditor, CHECKPOINT_FORMAT, Checkpoint};
 use checkin_ledger::reader::{ReadError, StoredMessage, StreamReader};
 use checkin_ledger::topology::{LEDGER_STREAM, LEDGER_SUBJECT};
@@ -82,18 +88,10 @@ async fn try_verify(url: Option<&str>, options: &VerifyOptions) -> anyhow::Resul
     let mut archived_through = 0;
     if let Some(dir) = &options.archive {
         let dir = dir.clone();
-        let (verified, through) = tokio::task::spawn_blocking(move || {
-            let set = ArchiveSet::open(&dir)
-                .with_context(|| format!("failed to open the archive in {}", dir.display()))?;
-            set.for_each_record(|record| {
-                auditor.push(&record.to_message());
-                Ok::<(), checkin_ledger::archive::ArchiveError>(())
-            })
-            .with_context(|| format!("failed to read the archive in {}", dir.display()))?;
-            anyhow::Ok((auditor, set.last_seq()))
-        })
-        .await
-        .context("the archive verifying thread panicked")??;
+        let (verified, through) =
+            tokio::task::spawn_blocking(move || audit_archive_dir(&dir, auditor))
+                .await
+                .context("the archive verifying thread panicked")??;
         auditor = verified;
         archived_through = through;
     }
@@ -115,6 +113,17 @@ async fn try_verify(url: Option<&str>, options: &VerifyOptions) -> anyhow::Resul
         Err(err) if err.kind() != std::io::ErrorKind::BrokenPipe => Err(err.into()),
         _ => Ok(report),
     }
+}
+
+/// Pushes every record of the archive in `dir` through `auditor`, reading
+/// segments on every core; returns the auditor and the last archived sequence.
+pub fn audit_archive_dir(dir: &Path, mut auditor: Auditor) -> anyhow::Result<(Auditor, u64)> {
+    let (set, damaged) = ArchiveSet::open_for_audit(dir)
+        .with_context(|| format!("failed to open the archive in {}", dir.display()))?;
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    archive::audit_archive(&set, &damaged, &mut auditor, threads)
+        .with_context(|| format!("failed to read the archive in {}", dir.display()))?;
+    Ok((auditor, set.last_seq()))
 }
 
 /// Reads the whole ledger stream through `auditor`, skipping records up to

@@ -574,9 +574,116 @@ pub async fn audit(events: usize) -> anyhow::Result<()> {
         outln!("{}", serde_json::to_string(&figure)?)?;
     }
 
+    audit_archive(&js, &reader, head - 1, scratch.path()).await?;
+
     drop(client);
     server.stop().await?;
     Ok(())
+}
+
+/// Archives records 1 to `last` into segment files as `checkin archive`
+/// does, without purging them from the stream, then measures `checkin audit
+/// verify --archive` over the files alone, beside a raw ordered-consumer
+/// read of the same ledger.
+async fn audit_archive(
+    js: &jetstream::Context,
+    reader: &checkin_ledger::reader::StreamReader,
+    last: u64,
+    scratch: &std::path::Path,
+) -> anyhow::Result<()> {
+    use checkin_ledger::audit::Auditor;
+
+    let dir = scratch.join("archive");
+    std::fs::create_dir_all(&dir).context("failed to create the archive directory")?;
+    let segments = write_archive(reader, last, &dir).await?;
+    eprintln!(
+        "archived seq 1 to {last} in {segments} segments of up to {} records",
+        crate::archive::DEFAULT_SEGMENT_RECORDS
+    );
+
+    for _round in 0..2 {
+        let start = Instant::now();
+        let read = raw_ordered_read(js).await?;
+        anyhow::ensure!(
+            read == last + 1,
+            "read {read} of {} ledger records",
+            last + 1
+        );
+        let baseline_rate = read as f64 / start.elapsed().as_secs_f64();
+
+        let start = Instant::now();
+        let (auditor, archived) = tokio::task::spawn_blocking({
+            let dir = dir.clone();
+            move || crate::audit::audit_archive_dir(&dir, Auditor::new(None))
+        })
+        .await
+        .context("the archive verifying thread panicked")??;
+        let report = auditor.finish();
+        let seconds = start.elapsed().as_secs_f64();
+        anyhow::ensure!(
+            report.is_clean() && report.records == last && archived == last,
+            "the benchmark archive did not verify: {} records, findings {:?}",
+            report.records,
+            report.findings
+        );
+
+        let rate = last as f64 / seconds;
+        let figure = Figure {
+            name: "audit_archive".into(),
+            events: last as usize,
+            seconds,
+            events_per_s: rate.round(),
+            baseline: "raw_ordered_consumer_read".into(),
+            baseline_events_per_s: baseline_rate.round(),
+            ratio: (rate / baseline_rate * 1000.0).round() / 1000.0,
+            peak_rss_mb: peak_rss_mb(),
+        };
+        println!("{}", serde_json::to_string(&figure)?);
+    }
+    Ok(())
+}
+
+/// Writes records 1 to `last` of the ledger into committed segments of
+/// [`crate::archive::DEFAULT_SEGMENT_RECORDS`] records; returns how many.
+async fn write_archive(
+    reader: &checkin_ledger::reader::StreamReader,
+    last: u64,
+    dir: &std::path::Path,
+) -> anyhow::Result<u64> {
+    use checkin_core::ChainHash;
+    use checkin_ledger::archive::SegmentWriter;
+    use futures::StreamExt;
+
+    let mut records = reader.range(1, last).await?;
+    let mut writer: Option<SegmentWriter> = None;
+    let mut ledger_id = ChainHash::ZERO;
+    let mut prev = ChainHash::ZERO;
+    let mut segments = 0;
+    while let Some(message) = records.next().await {
+        let message = message?;
+        let hash = message
+            .hash_header()
+            .with_context(|| format!("seq {} has no valid Checkin-Hash header", message.seq))?;
+        if message.seq == 1 {
+            ledger_id = hash;
+        }
+        let segment = match &mut writer {
+            Some(segment) => segment,
+            None => writer.insert(SegmentWriter::create(dir, message.seq, ledger_id, prev)?),
+        };
+        segment.push_message(&message)?;
+        prev = hash;
+        if segment.count() >= crate::archive::DEFAULT_SEGMENT_RECORDS {
+            let full = writer.take().expect("a segment is open");
+            full.finish()?.commit()?;
+            segments += 1;
+        }
+    }
+    if let Some(segment) = writer.take() {
+        segment.finish()?.commit()?;
+        segments += 1;
+    }
+    Ok(segments)
 }
 
 /// Reads every ledger message with an ordered consumer and drops it; returns the count.

@@ -174,7 +174,7 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         to: Option<PathBuf>,
         /// Records per segment file.
-        #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
+        #[arg(long, default_value_t = archive::DEFAULT_SEGMENT_RECORDS, value_parser = clap::value_parser!(u64).range(1..))]
         segment_records: u64,
     },
     /// Rebuild read models from all of history (archive segments, then the

@@ -129,6 +129,15 @@ pub struct StoredLink<'a> {
     pub hash: Option<ChainHash>,
 }
 
+/// A record's chain hash and the predecessor hash it was computed from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LinkHash {
+    /// Hash of the predecessor the record was chained from.
+    pub prev: ChainHash,
+    /// `link_hash(prev, seq, body)` of the record.
+    pub hash: ChainHash,
+}
+
 /// Kind of problem found at one place in a chain.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -314,6 +323,17 @@ impl ChainVerifier {
 
     /// Checks the next stored record and returns its recomputed hash.
     pub fn push(&mut self, link: StoredLink<'_>) -> ChainHash {
+        self.push_known(link, None).hash
+    }
+
+    /// Checks the next stored record like [`ChainVerifier::push`], and
+    /// returns its hash with the predecessor hash it chained from.
+    ///
+    /// `known` is this record's hash as another verifier computed it, such as
+    /// an archive reader. It is used only when its `prev` is the predecessor
+    /// this verifier picks, so the record is hashed once when both agree.
+    /// The caller guarantees `known.hash == link_hash(&known.prev, link.seq, link.body)`.
+    pub fn push_known(&mut self, link: StoredLink<'_>, known: Option<LinkHash>) -> LinkHash {
         self.records += 1;
         let expected_seq = self.head.seq + 1;
 
@@ -335,7 +355,10 @@ impl ChainVerifier {
             Some(stored_prev) if link.seq > expected_seq => stored_prev,
             _ => self.choose_prev(link),
         };
-        let computed = link_hash(&prev, link.seq, link.body);
+        let computed = match known {
+            Some(known) if known.prev == prev => known.hash,
+            _ => link_hash(&prev, link.seq, link.body),
+        };
 
         self.alternate_prev = None;
         if let Some(stored) = link.hash
@@ -349,7 +372,10 @@ impl ChainVerifier {
             seq: link.seq.max(self.head.seq),
             hash: computed,
         };
-        computed
+        LinkHash {
+            prev,
+            hash: computed,
+        }
     }
 
     /// Picks the predecessor hash for `link`, reporting a `prev` header that matches neither candidate.

@@ -7,7 +7,8 @@
 use std::collections::HashMap;
 
 use checkin_core::chain::{
-    ChainHash, ChainHead, ChainVerifier, Finding, FindingKind, GENESIS_SEQ, StoredLink, link_hash,
+    ChainHash, ChainHead, ChainVerifier, Finding, FindingKind, GENESIS_SEQ, LinkHash, StoredLink,
+    link_hash,
 };
 use proptest::prelude::*;
 use proptest::sample::Index;
@@ -216,4 +217,46 @@ fn finding_kind_codes_round_trip() {
         let serialized = serde_json::to_string(&kind).expect("kind serialises");
         assert_eq!(serialized, format!("\"{}\"", kind.as_str()));
     }
+}
+
+fn link(stored: &Stored) -> StoredLink<'_> {
+    StoredLink {
+        seq: stored.seq,
+        body: &stored.body,
+        prev: Some(stored.prev),
+        hash: Some(stored.hash),
+    }
+}
+
+#[test]
+fn known_hash_used_only_from_chosen_prev() {
+    let chain = build_chain(vec![b"genesis".to_vec(), b"second".to_vec()]);
+    let marker = ChainHash([0xab; 32]);
+
+    // A known hash computed from another predecessor is ignored and recomputed.
+    let mut verifier = ChainVerifier::new();
+    verifier.push(link(&chain[0]));
+    let other_prev = LinkHash {
+        prev: ChainHash([1; 32]),
+        hash: marker,
+    };
+    let pushed = verifier.push_known(link(&chain[1]), Some(other_prev));
+    assert_eq!(pushed.prev, chain[0].hash);
+    assert_eq!(pushed.hash, chain[1].hash);
+    assert!(verifier.findings().is_empty());
+
+    // A known hash from the chosen predecessor is taken as given, so a wrong
+    // one shows up as a mismatch with the stored header.
+    let mut verifier = ChainVerifier::new();
+    verifier.push(link(&chain[0]));
+    let same_prev = LinkHash {
+        prev: chain[0].hash,
+        hash: marker,
+    };
+    let pushed = verifier.push_known(link(&chain[1]), Some(same_prev));
+    assert_eq!(pushed.hash, marker);
+    assert_eq!(
+        first(verifier.findings()),
+        Some((2, FindingKind::HashMismatch))
+    );
 }

@@ -14,7 +14,11 @@
 //! - `duplicate_event`: a check-in or void carries an event id that an earlier
 //!   record carries.
 //!
-//! Each record is decoded once and hashed once. The auditor keeps one map
+//! Each record is hashed once: [`Auditor::push_parts`] takes a hash that a
+//! reader already computed, such as the archive reader's, when it chained
+//! from the same predecessor. Bodies are scanned for their kind and event id
+//! without building the record, and decoded in full only for the genesis
+//! record and for bodies the scan does not accept. The auditor keeps one map
 //! entry per event id and nothing else per record.
 //!
 //! ```
@@ -31,7 +35,8 @@ use std::fmt;
 
 use async_nats::HeaderMap;
 use async_nats::header::HeaderName;
-use checkin_core::chain::{ChainVerifier, Finding, FindingKind, GENESIS_SEQ, StoredLink};
+use checkin_core::chain::{ChainVerifier, Finding, FindingKind, GENESIS_SEQ, LinkHash, StoredLink};
+use checkin_core::codec::ScannedRecord;
 use checkin_core::record::RecordBody;
 use checkin_core::{ChainHash, ChainHead, EventId, codec};
 use serde::{Deserialize, Serialize};
@@ -42,6 +47,23 @@ use crate::reader::StoredMessage;
 
 /// Version of the checkpoint document this build writes and reads.
 pub const CHECKPOINT_FORMAT: u32 = 1;
+
+/// One record as [`Auditor::push_parts`] checks it, borrowing the body.
+#[derive(Clone, Debug)]
+pub struct RecordParts<'a> {
+    /// Stream sequence.
+    pub seq: u64,
+    /// The message body exactly as stored.
+    pub body: &'a [u8],
+    /// The `Checkin-Prev` header, or the text to report as found when it is
+    /// missing or invalid, such as `no Checkin-Prev header`.
+    pub prev: Result<ChainHash, String>,
+    /// The `Checkin-Hash` header, or the text to report as found.
+    pub hash: Result<ChainHash, String>,
+    /// The record's hash as a reader already computed it, with the
+    /// predecessor hash it chained from; see [`ChainVerifier::push_known`].
+    pub known: Option<LinkHash>,
+}
 
 /// Verifies records pushed in sequence order and collects findings.
 pub struct Auditor {
@@ -95,32 +117,59 @@ impl Auditor {
 
     /// Checks the next stored record.
     pub fn push(&mut self, message: &StoredMessage) {
-        self.first_seq.get_or_insert(message.seq);
-        let previous_hash = self.chain.head().hash;
-
         let prev = self.header_hash(message.headers.as_ref(), &self.prev_header);
         let hash = self.header_hash(message.headers.as_ref(), &self.hash_header);
-        let computed = self.chain.push(StoredLink {
+        self.push_parts(RecordParts {
             seq: message.seq,
             body: &message.payload,
-            prev: prev.as_ref().ok().copied(),
-            hash: hash.as_ref().ok().copied(),
+            prev,
+            hash,
+            known: None,
         });
+    }
+
+    /// Checks the next stored record, given as its parts; [`Auditor::push`]
+    /// is this for a [`StoredMessage`].
+    pub fn push_parts(&mut self, parts: RecordParts<'_>) {
+        let seq = parts.seq;
+        self.first_seq.get_or_insert(seq);
+        let previous_hash = self.chain.head().hash;
+
+        let link = StoredLink {
+            seq,
+            body: parts.body,
+            prev: parts.prev.as_ref().ok().copied(),
+            hash: parts.hash.as_ref().ok().copied(),
+        };
+        let computed = self.chain.push_known(link, parts.known).hash;
         self.collect_chain_findings();
 
-        if let Err(text) = prev {
-            self.report(message.seq, FindingKind::PrevMismatch, previous_hash, text);
+        if let Err(text) = parts.prev {
+            self.report(seq, FindingKind::PrevMismatch, previous_hash, text);
         }
-        if let Err(text) = hash {
-            self.report(message.seq, FindingKind::HashMismatch, computed, text);
+        if let Err(text) = parts.hash {
+            self.report(seq, FindingKind::HashMismatch, computed, text);
         }
         if let Some(expected) = self.expected_head
-            && expected.seq == message.seq
+            && expected.seq == seq
         {
             self.hash_at_expected = Some(computed);
         }
 
-        self.check_body(message, computed);
+        self.check_body(seq, parts.body, computed);
+    }
+
+    /// Reserves room for `additional` more event ids, so that auditing a
+    /// source of known size, such as an archive, does not grow the map step
+    /// by step.
+    pub fn reserve_events(&mut self, additional: usize) {
+        self.first_seq_of_event.reserve(additional);
+    }
+
+    /// Adds a finding that a source of records found outside the chain,
+    /// such as a damaged archive segment.
+    pub fn add_finding(&mut self, finding: Finding) {
+        self.findings.push(finding);
     }
 
     /// Ends the audit: compares the end with the expected head and returns the report.
@@ -171,13 +220,25 @@ impl Auditor {
             .map_err(|_| format!("invalid {name} header {:?}", value.as_str()))
     }
 
-    /// Decodes the body once: notes the genesis record and event ids.
-    fn check_body(&mut self, message: &StoredMessage, computed: ChainHash) {
-        let record = match codec::decode(&message.payload) {
+    /// Notes the genesis record and event ids. Scanning is enough for
+    /// check-ins and voids; the genesis record at seq 1 and bodies the scan
+    /// does not accept are decoded in full.
+    fn check_body(&mut self, seq: u64, body: &[u8], computed: ChainHash) {
+        match codec::scan(body) {
+            Some(ScannedRecord::CheckIn(event_id) | ScannedRecord::Void(event_id)) => {
+                self.note_event(event_id, seq);
+            }
+            Some(ScannedRecord::Genesis) if seq != GENESIS_SEQ => {}
+            _ => self.decode_body(seq, body, computed),
+        }
+    }
+
+    fn decode_body(&mut self, seq: u64, body: &[u8], computed: ChainHash) {
+        let record = match codec::decode(body) {
             Ok(record) => record,
             Err(err) => {
                 self.report(
-                    message.seq,
+                    seq,
                     FindingKind::Undecodable,
                     "a record of a known format version",
                     err,
@@ -187,17 +248,17 @@ impl Auditor {
         };
 
         match record.body {
-            RecordBody::Genesis(genesis) if message.seq == GENESIS_SEQ => {
+            RecordBody::Genesis(genesis) if seq == GENESIS_SEQ => {
                 if let Some(expected) = self.expected_ledger_id
                     && expected != computed
                 {
-                    self.report(message.seq, FindingKind::Fork, expected, computed);
+                    self.report(seq, FindingKind::Fork, expected, computed);
                 }
                 self.genesis = Some((genesis.ledger, computed));
             }
             RecordBody::Genesis(_) => {}
-            RecordBody::CheckIn(check_in) => self.note_event(check_in.event_id, message.seq),
-            RecordBody::Void(void) => self.note_event(void.event_id, message.seq),
+            RecordBody::CheckIn(check_in) => self.note_event(check_in.event_id, seq),
+            RecordBody::Void(void) => self.note_event(void.event_id, seq),
         }
     }
 

@@ -9,9 +9,11 @@ use std::path::{Path, PathBuf};
 use async_nats::HeaderMap;
 use bytes::Bytes;
 use checkin_core::ChainHash;
+use checkin_core::chain::{Finding, FindingKind, link_hash};
 use checkin_ledger::archive::{
-    ArchiveError, ArchiveSet, Segment, SegmentWriter, segment_file_name,
+    ArchiveError, ArchiveSet, Segment, SegmentWriter, audit_archive, segment_file_name,
 };
+use checkin_ledger::audit::{AuditReport, Auditor};
 use checkin_ledger::reader::StoredMessage;
 
 /// 2026-05-01T01:30:00Z in nanoseconds; sample record `n` was stored `n` seconds later.
@@ -250,4 +252,119 @@ fn archive_set_checks_continuity() {
     write_segment(headless.path(), &messages[3..]);
     let err = ArchiveSet::open(headless.path()).expect_err("an archive must start at genesis");
     assert!(matches!(err, ArchiveError::Discontinuous { .. }), "{err}");
+}
+
+/// Audits `dir` through the archive path on `threads` threads.
+fn audit_dir(dir: &Path, threads: usize) -> AuditReport {
+    let (set, damaged) = ArchiveSet::open_for_audit(dir).expect("the archive opens for audit");
+    let mut auditor = Auditor::new(None);
+    audit_archive(&set, &damaged, &mut auditor, threads).expect("the archive reads");
+    auditor.finish()
+}
+
+#[test]
+fn audit_reports_tampered_record_as_finding() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut messages = vector_messages();
+    let original_hash = vector_hash(&messages, 4);
+    let mut body = messages[3].payload.to_vec();
+    // A bit of the event id, which keeps the record decodable.
+    body[20] ^= 0x01;
+    messages[3].payload = Bytes::from(body.clone());
+    write_segment(dir.path(), &messages[..3]);
+    write_segment(dir.path(), &messages[3..]);
+
+    let report = audit_dir(dir.path(), 2);
+
+    let recomputed = link_hash(&vector_hash(&messages, 3), 4, &body);
+    let expected = vec![Finding {
+        seq: 4,
+        kind: FindingKind::HashMismatch,
+        expected: recomputed.to_hex(),
+        actual: original_hash.to_hex(),
+    }];
+    assert_eq!(report.findings, expected);
+    assert_eq!(report.records, 7);
+    assert_eq!(report.head.seq, 7);
+    assert_eq!(report.head.hash.to_hex(), LAST_HASH);
+}
+
+#[test]
+fn audit_matches_pushing_each_message() {
+    // Damage of every kind the chain shows, in the last of three segments
+    // because the writer chains each footer from the records it was given:
+    // the threaded archive path must report what one thread pushing each
+    // message reports, in the same order.
+    let mut messages = vector_messages();
+    let mut body = messages[5].payload.to_vec();
+    body[20] ^= 0x10;
+    messages[5].payload = Bytes::from(body);
+    let hash_of_5 = vector_hash(&messages, 5).to_hex();
+    let mut headers = HeaderMap::new();
+    headers.insert("Checkin-Prev", "zz");
+    headers.insert("Checkin-Hash", hash_of_5.as_str());
+    messages[4].headers = Some(headers);
+    messages[6].payload = Bytes::from_static(b"\x01\x00not a record");
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    write_segment(dir.path(), &messages[..2]);
+    write_segment(dir.path(), &messages[2..4]);
+    write_segment(dir.path(), &messages[4..]);
+
+    let mut auditor = Auditor::new(None);
+    for message in &messages {
+        auditor.push(message);
+    }
+    let pushed = auditor.finish();
+
+    // One thread and two hash in the workers; with four, more than the
+    // three segments, the auditor hashes.
+    for threads in [1, 2, 4] {
+        let archived = audit_dir(dir.path(), threads);
+        let kinds: Vec<(u64, FindingKind)> = archived
+            .findings
+            .iter()
+            .map(|finding| (finding.seq, finding.kind))
+            .collect();
+        assert_eq!(
+            kinds,
+            vec![
+                (5, FindingKind::PrevMismatch),
+                (6, FindingKind::HashMismatch),
+                (7, FindingKind::HashMismatch),
+                (7, FindingKind::Undecodable),
+            ],
+            "{threads} threads"
+        );
+        assert_eq!(archived.findings, pushed.findings, "{threads} threads");
+        assert_eq!(archived.head, pushed.head, "{threads} threads");
+        assert_eq!(archived.ledger_id, pushed.ledger_id, "{threads} threads");
+    }
+}
+
+#[test]
+fn audit_reports_digest_mismatch_with_file_named() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = write_segment(dir.path(), &vector_messages());
+    let mut bytes = std::fs::read(&path).expect("read segment");
+    // A reserved footer byte: covered by the digest, read by nothing else.
+    let reserved = bytes.len() - 176 + 10;
+    bytes[reserved] ^= 0x01;
+    std::fs::write(&path, &bytes).expect("write damaged segment");
+
+    let report = audit_dir(dir.path(), 2);
+
+    assert_eq!(report.findings.len(), 1, "{:?}", report.findings);
+    let finding = &report.findings[0];
+    assert_eq!(finding.seq, 1);
+    assert_eq!(finding.kind, FindingKind::Undecodable);
+    let name = segment_file_name(1, 7);
+    assert!(
+        finding
+            .expected
+            .starts_with(&format!("{name}: file_digest ")),
+        "{finding}"
+    );
+    assert_eq!(finding.actual, hex::encode(&bytes[bytes.len() - 32..]));
+    assert_eq!(report.records, 7);
 }

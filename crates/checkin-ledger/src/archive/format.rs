@@ -1,9 +1,11 @@
 //! Byte layout of a segment's header, footer and record frames.
 
 use std::path::Path;
+use std::sync::LazyLock;
 
 use async_nats::HeaderMap;
 use checkin_core::ChainHash;
+use memchr::memmem::Finder;
 
 use super::ArchiveError;
 
@@ -212,28 +214,46 @@ pub(super) fn header_lines(headers: &[u8]) -> impl Iterator<Item = Option<(&[u8]
         })
 }
 
-/// Returns the `Checkin-Prev` and `Checkin-Hash` values of encoded headers,
-/// each `None` when absent or not 64 hex digits.
-///
-/// This runs once per record on the read path, so it scans the block once
-/// and decodes hex with a table instead of general line parsing.
+/// Returns the first `Checkin-Prev` and `Checkin-Hash` values of encoded
+/// headers, each `None` when absent or not 64 hex digits.
 pub(super) fn chain_headers(headers: &[u8]) -> (Option<ChainHash>, Option<ChainHash>) {
-    const PREV: &[u8] = b"Checkin-Prev: ";
-    const HASH: &[u8] = b"Checkin-Hash: ";
-    let (mut prev, mut hash) = (None, None);
-    for line in headers.split(|byte| *byte == b'\n') {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if let Some(value) = line.strip_prefix(PREV) {
-            prev = decode_hash(value);
-        } else if let Some(value) = line.strip_prefix(HASH) {
-            hash = decode_hash(value);
+    let (prev, hash) = chain_header_values(headers);
+    (prev.and_then(decode_hash), hash.and_then(decode_hash))
+}
+
+/// Returns the first `Checkin-Prev` and `Checkin-Hash` values of encoded
+/// headers as stored, each `None` when absent. The first value is the one a
+/// `HeaderMap` lookup of the same message returns.
+///
+/// This runs once per record on the read path, so it looks for the two
+/// names with SIMD substring search instead of splitting every line.
+pub(crate) fn chain_header_values(headers: &[u8]) -> (Option<&[u8]>, Option<&[u8]>) {
+    static PREV: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"Checkin-Prev: "));
+    static HASH: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"Checkin-Hash: "));
+    (header_value(headers, &PREV), header_value(headers, &HASH))
+}
+
+/// Returns the value of the first line that starts with `name`, without the line end.
+fn header_value<'a>(headers: &'a [u8], name: &Finder<'_>) -> Option<&'a [u8]> {
+    let mut from = 0;
+    while let Some(found) = name.find(&headers[from..]) {
+        let start = from + found;
+        let value_start = start + name.needle().len();
+        if start == 0 || headers[start - 1] == b'\n' {
+            let rest = &headers[value_start..];
+            let line = match memchr::memchr(b'\n', rest) {
+                Some(end) => &rest[..end],
+                None => rest,
+            };
+            return Some(line.strip_suffix(b"\r").unwrap_or(line));
         }
+        from = value_start;
     }
-    (prev, hash)
+    None
 }
 
 /// Decodes 64 lowercase or uppercase hex digits.
-fn decode_hash(text: &[u8]) -> Option<ChainHash> {
+pub(crate) fn decode_hash(text: &[u8]) -> Option<ChainHash> {
     const INVALID: u8 = 0xff;
     const TABLE: [u8; 256] = {
         let mut table = [INVALID; 256];
@@ -323,6 +343,13 @@ mod tests {
             found_hash.map(|value| value.to_hex()),
             Some("a1b2".repeat(16))
         );
+
+        let (first_prev, _) = chain_header_values(
+            b"X-Checkin-Prev: 1\r\nCheckin-Prev: 2\r\nCheckin-Prev: 3\r\nX: Checkin-Prev: 4",
+        );
+        assert_eq!(first_prev, Some(&b"2"[..]));
+        let (_, unterminated) = chain_header_values(b"Checkin-Hash: ab");
+        assert_eq!(unterminated, Some(&b"ab"[..]));
 
         let (bad_prev, missing_hash) = chain_headers(b"Checkin-Prev: 0g\r\n");
         assert_eq!(bad_prev, None);

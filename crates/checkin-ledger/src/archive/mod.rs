@@ -11,18 +11,22 @@
 //! and [`ArchiveSet`] opens a directory of segments that continue each other.
 //! Reading a record recomputes its chain hash, so every record an iterator
 //! yields was checked against the chain from the archive's genesis.
+//! [`audit_archive`] reads the segments on several threads for an auditor,
+//! which reports chain problems as findings instead of failing on them.
 
+mod audit;
 mod error;
 mod format;
 mod reader;
 mod set;
 mod writer;
 
+pub use audit::audit_archive;
 pub use error::ArchiveError;
 pub use format::{
     DIGEST_CONTEXT, FOOTER_LEN, FORMAT_VERSION, HEADER_LEN, SegmentInfo, encode_headers,
     segment_file_name,
 };
-pub use reader::{RecordReader, RecordRef, Segment, SegmentRecords};
+pub use reader::{DigestMismatch, RecordFrame, RecordReader, RecordRef, Segment, SegmentRecords};
 pub use set::ArchiveSet;
 pub use writer::{PendingSegment, SegmentWriter, WrittenSegment};

@@ -8,7 +8,7 @@ use async_nats::HeaderMap;
 use bytes::Bytes;
 use checkin_core::ChainHash;
 use checkin_core::ChainHead;
-use checkin_core::chain::{ChainVerifier, GENESIS_SEQ, StoredLink};
+use checkin_core::chain::{ChainVerifier, GENESIS_SEQ, LinkHash, StoredLink};
 
 use super::ArchiveError;
 use super::format::{
@@ -43,6 +43,26 @@ impl Segment {
     /// [`ArchiveError::DigestMismatch`] for a damaged one,
     /// [`ArchiveError::Io`] when reading fails. Each names the file.
     pub fn open(path: &Path) -> Result<Self, ArchiveError> {
+        let (segment, damage) = Self::open_reporting_digest(path)?;
+        match damage {
+            Some(_) => Err(ArchiveError::DigestMismatch {
+                path: path.to_path_buf(),
+            }),
+            None => Ok(segment),
+        }
+    }
+
+    /// Opens a segment like [`Segment::open`], but returns a digest mismatch
+    /// beside the segment instead of failing, so that an auditor can still
+    /// read the records and report which ones changed.
+    ///
+    /// # Errors
+    ///
+    /// [`ArchiveError::Invalid`] for a file that breaks the format,
+    /// [`ArchiveError::Io`] when reading fails.
+    pub fn open_reporting_digest(
+        path: &Path,
+    ) -> Result<(Self, Option<DigestMismatch>), ArchiveError> {
         let io = |action| ArchiveError::io(action, path);
         let mut file = File::open(path).map_err(io("open"))?;
         let len = file.metadata().map_err(io("read metadata of"))?.len();
@@ -74,15 +94,18 @@ impl Segment {
         info.check_header(path, &header)?;
 
         let digest_len = len - FOOTER_LEN + DIGEST_OFFSET as u64;
-        if digest(&mut file, digest_len, path)? != info.file_digest {
-            return Err(ArchiveError::DigestMismatch {
-                path: path.to_path_buf(),
-            });
-        }
-        Ok(Self {
+        let computed = digest(&mut file, digest_len, path)?;
+        let damage = (computed != info.file_digest).then(|| DigestMismatch {
+            path: path.to_path_buf(),
+            first_seq: info.first_seq,
+            stored: info.file_digest,
+            computed,
+        });
+        let segment = Self {
             path: path.to_path_buf(),
             info,
-        })
+        };
+        Ok((segment, damage))
     }
 
     /// Returns the file's path.
@@ -101,7 +124,20 @@ impl Segment {
     ///
     /// Fails when the file cannot be opened again or decompression cannot start.
     pub fn reader(&self) -> Result<RecordReader, ArchiveError> {
-        RecordReader::open(&self.path, self.info)
+        RecordReader::open(&self.path, self.info, true)
+    }
+
+    /// Starts reading the records for an auditor. A record off the chain or
+    /// at an unexpected sequence is returned instead of failing, and the
+    /// footer's `last_hash` and `ledger_id` are not checked, so that the
+    /// auditor reports each finding by sequence. The framing is still
+    /// checked: a body that ends early or has bytes after the last record fails.
+    ///
+    /// # Errors
+    ///
+    /// Fails when the file cannot be opened again or decompression cannot start.
+    pub fn audit_reader(&self) -> Result<RecordReader, ArchiveError> {
+        RecordReader::open(&self.path, self.info, false)
     }
 
     /// Calls `visit` with every record in order, borrowing the record's
@@ -167,6 +203,33 @@ fn digest(file: &mut File, len: u64, path: &Path) -> Result<ChainHash, ArchiveEr
     Ok(ChainHash(*hasher.finalize().as_bytes()))
 }
 
+/// One record frame as read from a segment, not hashed, borrowing the
+/// reader's buffers.
+#[derive(Clone, Copy, Debug)]
+pub struct RecordFrame<'a> {
+    /// Stream sequence.
+    pub seq: u64,
+    /// When JetStream stored the record, Unix nanoseconds.
+    pub stored_at_ns: i64,
+    /// Headers as the format encodes them: `Name: value\r\n` lines.
+    pub headers: &'a [u8],
+    /// The message body exactly as stored.
+    pub body: &'a [u8],
+}
+
+/// A segment whose recomputed file digest differs from its footer's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DigestMismatch {
+    /// Segment file.
+    pub path: PathBuf,
+    /// First sequence the footer names.
+    pub first_seq: u64,
+    /// `file_digest` from the footer.
+    pub stored: ChainHash,
+    /// Digest of the file as it is.
+    pub computed: ChainHash,
+}
+
 /// One record as read from a segment, borrowing the reader's buffers.
 #[derive(Clone, Copy, Debug)]
 pub struct RecordRef<'a> {
@@ -180,6 +243,8 @@ pub struct RecordRef<'a> {
     pub body: &'a [u8],
     /// The recomputed chain hash of this record.
     pub hash: ChainHash,
+    /// The predecessor hash that `hash` was computed from.
+    pub prev_hash: ChainHash,
 }
 
 impl RecordRef<'_> {
@@ -205,9 +270,13 @@ impl RecordRef<'_> {
 /// Reads the records of one segment in order, checking each: sequences
 /// without gaps, the chain from `first_prev`, the genesis hash against the
 /// ledger id, and at the end the count, `last_hash` and no trailing bytes.
+/// A reader from [`Segment::audit_reader`] checks only the count and the
+/// framing.
 pub struct RecordReader {
     path: PathBuf,
     info: SegmentInfo,
+    /// Whether sequence and chain problems are errors, not left to an auditor.
+    strict: bool,
     input: BufReader<BodyDecoder>,
     verifier: ChainVerifier,
     next_seq: u64,
@@ -217,7 +286,7 @@ pub struct RecordReader {
 }
 
 impl RecordReader {
-    fn open(path: &Path, info: SegmentInfo) -> Result<Self, ArchiveError> {
+    fn open(path: &Path, info: SegmentInfo, strict: bool) -> Result<Self, ArchiveError> {
         let mut file = File::open(path).map_err(ArchiveError::io("open", path))?;
         file.seek(SeekFrom::Start(HEADER_LEN))
             .map_err(ArchiveError::io("seek in", path))?;
@@ -232,6 +301,7 @@ impl RecordReader {
         Ok(Self {
             path: path.to_path_buf(),
             info,
+            strict,
             input: BufReader::with_capacity(READ_BUFFER, decoder),
             verifier: ChainVerifier::resume(start),
             next_seq: info.first_seq,
@@ -248,6 +318,55 @@ impl RecordReader {
     /// Fails at the first record that is missing, malformed or off the chain,
     /// or at the end when the body contains more than the footer counts.
     pub fn next_record(&mut self) -> Result<Option<RecordRef<'_>>, ArchiveError> {
+        let Some((seq, stored_at_ns)) = self.read_frame()? else {
+            return Ok(None);
+        };
+        let link = self.check_link(seq)?;
+        self.remaining -= 1;
+        self.next_seq += 1;
+        if self.remaining == 0 {
+            self.check_end()?;
+        }
+        Ok(Some(RecordRef {
+            seq,
+            stored_at_ns,
+            headers: &self.headers,
+            body: &self.body,
+            hash: link.hash,
+            prev_hash: link.prev,
+        }))
+    }
+
+    /// Reads the next record without hashing it; `None` after the last one.
+    ///
+    /// This checks the framing, the count and, unless the reader is from
+    /// [`Segment::audit_reader`], the sequences, but not the chain: it is
+    /// for callers that hash the records themselves, such as an auditor.
+    ///
+    /// # Errors
+    ///
+    /// Fails at the first record that is missing or malformed, or at the end
+    /// when the body contains more than the footer counts.
+    pub fn next_frame(&mut self) -> Result<Option<RecordFrame<'_>>, ArchiveError> {
+        let Some((seq, stored_at_ns)) = self.read_frame()? else {
+            return Ok(None);
+        };
+        self.remaining -= 1;
+        self.next_seq += 1;
+        if self.remaining == 0 {
+            self.check_no_trailing_bytes()?;
+        }
+        Ok(Some(RecordFrame {
+            seq,
+            stored_at_ns,
+            headers: &self.headers,
+            body: &self.body,
+        }))
+    }
+
+    /// Reads the next record frame into the buffers; returns its sequence
+    /// and stored time, or `None` after the last one.
+    fn read_frame(&mut self) -> Result<Option<(u64, i64)>, ArchiveError> {
         if self.remaining == 0 {
             return Ok(None);
         }
@@ -255,7 +374,7 @@ impl RecordReader {
         self.read_exact_part(&mut fixed)?;
         let seq = super::format::le_u64(&fixed[..8]);
         let stored_at_ns = super::format::le_u64(&fixed[8..16]) as i64;
-        if seq != self.next_seq {
+        if self.strict && seq != self.next_seq {
             return Err(ArchiveError::invalid(
                 &self.path,
                 format!("record seq {seq} found where seq {} belongs", self.next_seq),
@@ -273,20 +392,7 @@ impl RecordReader {
         let read = self.read_part(&mut body, u32::from_le_bytes(body_len) as usize, seq);
         self.body = body;
         read?;
-
-        let hash = self.check_link(seq)?;
-        self.remaining -= 1;
-        self.next_seq += 1;
-        if self.remaining == 0 {
-            self.check_end()?;
-        }
-        Ok(Some(RecordRef {
-            seq,
-            stored_at_ns,
-            headers: &self.headers,
-            body: &self.body,
-            hash,
-        }))
+        Ok(Some((seq, stored_at_ns)))
     }
 
     fn read_exact_part(&mut self, buffer: &mut [u8]) -> Result<(), ArchiveError> {
@@ -332,8 +438,9 @@ impl RecordReader {
         }
     }
 
-    /// Verifies the record in the buffers against the chain; returns its hash.
-    fn check_link(&mut self, seq: u64) -> Result<ChainHash, ArchiveError> {
+    /// Verifies the record in the buffers against the chain; returns its hash
+    /// and the predecessor hash it was computed from.
+    fn check_link(&mut self, seq: u64) -> Result<LinkHash, ArchiveError> {
         let (prev, hash) = chain_headers(&self.headers);
         let link = StoredLink {
             seq,
@@ -341,7 +448,11 @@ impl RecordReader {
             prev,
             hash,
         };
-        let hash = self.verifier.push(link);
+        let pushed = self.verifier.push_known(link, None);
+        if !self.strict {
+            return Ok(pushed);
+        }
+        let hash = pushed.hash;
         if let Some(finding) = self.verifier.findings().first() {
             return Err(ArchiveError::BrokenChain {
                 path: self.path.clone(),
@@ -357,13 +468,13 @@ impl RecordReader {
                 ),
             });
         }
-        Ok(hash)
+        Ok(pushed)
     }
 
     /// Checks, after the last record, the footer's `last_hash` and that no bytes follow.
     fn check_end(&mut self) -> Result<(), ArchiveError> {
         let head = self.verifier.head();
-        if head.hash != self.info.last_hash {
+        if self.strict && head.hash != self.info.last_hash {
             return Err(ArchiveError::BrokenChain {
                 path: self.path.clone(),
                 detail: format!(
@@ -372,6 +483,10 @@ impl RecordReader {
                 ),
             });
         }
+        self.check_no_trailing_bytes()
+    }
+
+    fn check_no_trailing_bytes(&mut self) -> Result<(), ArchiveError> {
         let mut extra = [0u8; 1];
         let trailing = self
             .input

@@ -7,7 +7,7 @@ use checkin_core::chain::GENESIS_SEQ;
 use checkin_core::{ChainHash, ChainHead};
 
 use super::format::parse_file_name;
-use super::{ArchiveError, RecordRef, Segment};
+use super::{ArchiveError, DigestMismatch, RecordRef, Segment};
 use crate::reader::StoredMessage;
 
 /// The segments of one archive directory, checked to continue each other.
@@ -31,6 +31,25 @@ impl ArchiveSet {
     /// Fails when the directory cannot be listed, a segment is invalid or
     /// damaged, or a segment does not continue the one before it.
     pub fn open(dir: &Path) -> Result<Self, ArchiveError> {
+        let (set, _) = Self::open_segments(dir, false)?;
+        Ok(set)
+    }
+
+    /// Opens a directory like [`ArchiveSet::open`], but returns the segments
+    /// whose digest does not match beside the set instead of failing, so
+    /// that an auditor can read their records and report what changed.
+    ///
+    /// # Errors
+    ///
+    /// Fails as [`ArchiveSet::open`] does, except on a digest mismatch.
+    pub fn open_for_audit(dir: &Path) -> Result<(Self, Vec<DigestMismatch>), ArchiveError> {
+        Self::open_segments(dir, true)
+    }
+
+    fn open_segments(
+        dir: &Path,
+        tolerate_damage: bool,
+    ) -> Result<(Self, Vec<DigestMismatch>), ArchiveError> {
         let entries = std::fs::read_dir(dir).map_err(ArchiveError::io("list", dir))?;
         let mut names = Vec::new();
         for entry in entries {
@@ -46,17 +65,25 @@ impl ArchiveSet {
         names.sort();
 
         let mut segments: Vec<Segment> = Vec::with_capacity(names.len());
+        let mut damaged = Vec::new();
         for name in names {
             let path = dir.join(&name);
-            let segment = Segment::open(&path)?;
+            let (segment, damage) = Segment::open_reporting_digest(&path)?;
+            if let Some(damage) = damage {
+                if !tolerate_damage {
+                    return Err(ArchiveError::DigestMismatch { path });
+                }
+                damaged.push(damage);
+            }
             check_name(&name, &segment)?;
             check_continues(segments.last(), &segment)?;
             segments.push(segment);
         }
-        Ok(Self {
+        let set = Self {
             dir: dir.to_path_buf(),
             segments,
-        })
+        };
+        Ok((set, damaged))
     }
 
     /// Returns the directory.
