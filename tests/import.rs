@@ -187,6 +187,58 @@ async fn small_file_imports_each_row_once() {
     .map(|(date, count)| (date.to_string(), count))
     .collect();
     assert_eq!(check_ins, expected);
+
+    // Every venue and day against tools/count_foursquare.py, a counter
+    // written separately from the Rust importer and read models.
+    let counted = std::process::Command::new("python3")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tools/count_foursquare.py"))
+        .arg(&file)
+        .args(["--tz", "America/New_York"])
+        .output()
+        .expect("failed to run python3 tools/count_foursquare.py");
+    assert!(
+        counted.status.success(),
+        "count_foursquare.py failed: {}",
+        String::from_utf8_lossy(&counted.stderr)
+    );
+    let mut independent: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+    for line in String::from_utf8(counted.stdout).unwrap().lines() {
+        let fields: Vec<&str> = line.split('\t').collect();
+        assert_eq!(fields.len(), 3, "unexpected counter line {line:?}");
+        independent
+            .entry(fields[0].to_string())
+            .or_default()
+            .insert(fields[1].to_string(), fields[2].parse().unwrap());
+    }
+    assert_eq!(independent.len(), 3, "venues counted: {independent:?}");
+    for (venue, days) in &independent {
+        let output = checkin_output(
+            &server,
+            &data,
+            &config,
+            &[
+                "--api",
+                "http://127.0.0.1:9",
+                "query",
+                "site",
+                venue,
+                "--from",
+                "2012-12-01",
+                "--to",
+                "2013-01-31",
+                "--json",
+            ],
+        );
+        let mut queried = BTreeMap::new();
+        for line in output.lines() {
+            let day: serde_json::Value = serde_json::from_str(line).expect("JSON day");
+            let count = day["check_ins"].as_u64().expect("check_ins");
+            if count > 0 {
+                queried.insert(day["date"].as_str().unwrap().to_string(), count);
+            }
+        }
+        assert_eq!(&queried, days, "per-day check-ins of {venue}");
+    }
 }
 
 /// Writes `rows` valid rows over `venues` venues and returns the path.
