@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, NaiveDateTime};
 use serde_json::{Map, Value};
-use unicode_normalization::UnicodeNormalization;
+use unicode_normalization::{IsNormalized, UnicodeNormalization, is_nfc_quick};
 
 use crate::ids::EventId;
 use crate::reason::{Reason, Rejection};
@@ -249,7 +249,13 @@ fn text_value(value: &Value, path: &str, max_chars: usize) -> Result<String, Rej
         return Err(Rejection::new(Reason::ControlCharacter, path));
     }
 
-    let normalised: String = raw.nfc().collect();
+    // Most text is already NFC, which the quick check confirms without copying
+    // it through the normaliser; a `Yes` result is exact.
+    let normalised: String = if is_nfc_quick(raw.chars()) == IsNormalized::Yes {
+        raw.clone()
+    } else {
+        raw.nfc().collect()
+    };
     if normalised.chars().count() > max_chars {
         return Err(Rejection::with_detail(Reason::TooLong, path, max_chars));
     }
