@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, NaiveDateTime};
 use serde_json::{Map, Value};
-use unicode_normalization::UnicodeNormalization;
+use unicode_normalization::{IsNormalized, UnicodeNormalization, is_nfc_quick};
 
 use crate::ids::EventId;
 use crate::reason::{Reason, Rejection};
@@ -117,10 +117,10 @@ fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, Rejection> {
     }
     let text = std::str::from_utf8(bytes)
         .map_err(|err| Rejection::with_detail(Reason::InvalidUtf8, "", err.valid_up_to()))?;
-    let value: Value = serde_json::from_str(text)
+    let (value, repeated_key) = parse_value(text)
         .map_err(|err| Rejection::with_detail(Reason::InvalidJson, "", err))?;
     // serde_json keeps the last of repeated keys, which would drop a value silently.
-    if let Some(path) = first_repeated_key(text) {
+    if let Some(path) = repeated_key {
         return Err(Rejection::new(Reason::DuplicateField, path));
     }
     match value {
@@ -249,7 +249,13 @@ fn text_value(value: &Value, path: &str, max_chars: usize) -> Result<String, Rej
         return Err(Rejection::new(Reason::ControlCharacter, path));
     }
 
-    let normalised: String = raw.nfc().collect();
+    // Most text is already NFC, which the quick check confirms without copying
+    // it through the normaliser; a `Yes` result is exact.
+    let normalised: String = if is_nfc_quick(raw.chars()) == IsNormalized::Yes {
+        raw.clone()
+    } else {
+        raw.nfc().collect()
+    };
     if normalised.chars().count() > max_chars {
         return Err(Rejection::with_detail(Reason::TooLong, path, max_chars));
     }
@@ -446,6 +452,140 @@ fn json_type(value: &Value) -> &'static str {
     }
 }
 
+/// Parses JSON text into a value and returns it with the path of the first
+/// key repeated within one JSON object, in one pass over the text.
+///
+/// The value and the errors are the same as `serde_json::from_str::<Value>`
+/// returns, and the path is the one [`first_repeated_key`] finds.
+fn parse_value(text: &str) -> Result<(Value, Option<String>), serde_json::Error> {
+    let mut state = ParseState::default();
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    let seed = ValueSeed {
+        path: None,
+        state: &mut state,
+    };
+    let parsed = serde::de::DeserializeSeed::deserialize(seed, &mut deserializer)
+        .and_then(|value| deserializer.end().map(|()| value));
+    if state.raw_value_token {
+        // serde_json gives a map whose first key is its raw-value token a
+        // special meaning, so such text takes the two-pass path.
+        let value: Value = serde_json::from_str(text)?;
+        return Ok((value, first_repeated_key(text)));
+    }
+    Ok((parsed?, state.repeated_key))
+}
+
+/// Key by which serde_json 1.x marks a map as a raw value when its
+/// `raw_value` feature is on, which a dependency of this workspace enables.
+const RAW_VALUE_TOKEN: &str = "$serde_json::private::RawValue";
+
+#[derive(Default)]
+struct ParseState {
+    /// Path of the first repeated key, in document order.
+    repeated_key: Option<String>,
+    /// A map began with [`RAW_VALUE_TOKEN`], so parsing stopped.
+    raw_value_token: bool,
+}
+
+/// One key of the path from the root to the value being parsed.
+struct PathNode<'a> {
+    parent: Option<&'a PathNode<'a>>,
+    key: &'a str,
+}
+
+/// Formats the dotted path of `key` inside the object at `parent`, such as `location.lat`.
+fn dotted_path(parent: Option<&PathNode<'_>>, key: &str) -> String {
+    let mut keys = vec![key];
+    let mut node = parent;
+    while let Some(current) = node {
+        keys.push(current.key);
+        node = current.parent;
+    }
+    keys.reverse();
+    keys.join(".")
+}
+
+/// Builds a [`Value`] like serde_json's own visitor, and notes repeated keys.
+struct ValueSeed<'p, 's> {
+    /// Key path of the object containing this value; array items share their array's path.
+    path: Option<&'p PathNode<'p>>,
+    state: &'s mut ParseState,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for ValueSeed<'_, '_> {
+    type Value = Value;
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for ValueSeed<'_, '_> {
+    type Value = Value;
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+        formatter.write_str("any valid JSON value")
+    }
+    fn visit_bool<E>(self, value: bool) -> Result<Value, E> {
+        Ok(Value::Bool(value))
+    }
+    fn visit_i64<E>(self, value: i64) -> Result<Value, E> {
+        Ok(Value::Number(value.into()))
+    }
+    fn visit_u64<E>(self, value: u64) -> Result<Value, E> {
+        Ok(Value::Number(value.into()))
+    }
+    fn visit_f64<E>(self, value: f64) -> Result<Value, E> {
+        Ok(serde_json::Number::from_f64(value).map_or(Value::Null, Value::Number))
+    }
+    fn visit_str<E>(self, value: &str) -> Result<Value, E> {
+        Ok(Value::String(value.to_owned()))
+    }
+    fn visit_string<E>(self, value: String) -> Result<Value, E> {
+        Ok(Value::String(value))
+    }
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_some<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        serde::de::DeserializeSeed::deserialize(self, deserializer)
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element_seed(ValueSeed {
+            path: self.path,
+            state: &mut *self.state,
+        })? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut object = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if object.is_empty() && key == RAW_VALUE_TOKEN {
+                self.state.raw_value_token = true;
+                return Err(serde::de::Error::custom("map starts with the serde_json raw value token"));
+            }
+            if self.state.repeated_key.is_none() && object.contains_key(&key) {
+                self.state.repeated_key = Some(dotted_path(self.path, &key));
+            }
+            let node = PathNode {
+                parent: self.path,
+                key: &key,
+            };
+            let value = map.next_value_seed(ValueSeed {
+                path: Some(&node),
+                state: &mut *self.state,
+            })?;
+            object.insert(key, value);
+        }
+        Ok(Value::Object(object))
+    }
+}
+
 /// Returns the path of the first key repeated within one JSON object, such as
 /// `location.lat`. Expects text that already parsed as JSON.
 fn first_repeated_key(text: &str) -> Option<String> {
@@ -525,4 +665,53 @@ fn first_repeated_key(text: &str) -> Option<String> {
     };
     serde::de::DeserializeSeed::deserialize(check, &mut deserializer).ok()?;
     found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Parses the way validation did before `parse_value`: serde_json, then a
+    /// second pass for repeated keys.
+    fn parse_in_two_passes(text: &str) -> Result<(Value, Option<String>), String> {
+        let value: Value = serde_json::from_str(text).map_err(|err| err.to_string())?;
+        Ok((value, first_repeated_key(text)))
+    }
+
+    #[test]
+    fn one_pass_parse_matches_two_passes() {
+        let cases = [
+            r#"{"a":1,"b":"x"}"#,
+            r#"{"a":1,"a":2}"#,
+            r#"{"a":{"b":1,"b":2},"a":3}"#,
+            r#"{"a":1,"a":{"b":1,"b":2}}"#,
+            r#"{"l":[{"x":1},{"y":2,"y":3}]}"#,
+            r#"[{"k":1,"k":2}]"#,
+            r#"{"a":1,"a":2"#,
+            r#"{"a":1,"a":2} x"#,
+            r#"{"a":1.5e400}"#,
+            r#"{"a":-0.0,"b":-7,"c":18446744073709551615,"d":null,"e":true}"#,
+            r#"{"\u0061":1,"a":2}"#,
+            r#"{"$serde_json::private::RawValue":"{\"a\":1}"}"#,
+            r#"{"$serde_json::private::RawValue":5}"#,
+            r#"{"z":1,"$serde_json::private::RawValue":"1","z":2}"#,
+            r#"{"a":{"$serde_json::private::RawValue":"[1,2]"},"a":1}"#,
+            "{}",
+            "[]",
+            "7",
+            "",
+            "{\"a\":}",
+        ];
+        for text in cases {
+            let one_pass = parse_value(text).map_err(|err| err.to_string());
+            assert_eq!(one_pass, parse_in_two_passes(text), "text: {text}");
+        }
+    }
+
+    #[test]
+    fn one_pass_parse_deep_nesting_fails_alike() {
+        let text = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        let one_pass = parse_value(&text).map_err(|err| err.to_string());
+        assert_eq!(one_pass, parse_in_two_passes(&text));
+    }
 }

@@ -67,12 +67,14 @@ impl ChainedRecord {
     }
 
     fn headers(&self) -> HeaderMap {
+        // In async-nats 0.52 an owned String becomes the header value as is,
+        // while a &str is copied into a new String.
         let mut map = HeaderMap::new();
-        map.insert(headers::PREV, self.prev.to_hex().as_str());
-        map.insert(headers::HASH, self.hash.to_hex().as_str());
+        map.insert(headers::PREV, self.prev.to_hex());
+        map.insert(headers::HASH, self.hash.to_hex());
         map.insert(headers::KIND, self.kind.as_str());
         if self.intake_seq > 0 {
-            map.insert(headers::INTAKE_SEQ, self.intake_seq.to_string().as_str());
+            map.insert(headers::INTAKE_SEQ, self.intake_seq.to_string());
         }
         map
     }

@@ -42,10 +42,10 @@ impl Sequencer {
         let now_us = now.timestamp_micros();
         let mut plan = Plan::default();
         let mut head = base;
-        let mut in_batch: HashMap<EventId, IndexEntry> = pending.clone();
+        let mut in_batch: HashMap<EventId, IndexEntry> = HashMap::with_capacity(batch.len());
 
         for (position, message) in batch.iter().enumerate() {
-            let body = match self.admit(message, now_us, &in_batch)? {
+            let body = match self.admit(message, now_us, pending, &in_batch)? {
                 Admission::New(body) => body,
                 Admission::Duplicate => {
                     plan.duplicates += 1;
@@ -94,6 +94,7 @@ impl Sequencer {
         &self,
         message: &StoredMessage,
         now_us: i64,
+        pending: &HashMap<EventId, IndexEntry>,
         in_batch: &HashMap<EventId, IndexEntry>,
     ) -> Result<Admission, SequencerError> {
         let intake = match message.subject.as_str() {
@@ -125,7 +126,7 @@ impl Sequencer {
         };
 
         let lookup = |id: &EventId| -> Result<Option<IndexEntry>, SequencerError> {
-            match in_batch.get(id) {
+            match in_batch.get(id).or_else(|| pending.get(id)) {
                 Some(entry) => Ok(Some(*entry)),
                 None => Ok(self.index.get(id)?),
             }
