@@ -117,8 +117,8 @@ fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, Rejection> {
     }
     let text = std::str::from_utf8(bytes)
         .map_err(|err| Rejection::with_detail(Reason::InvalidUtf8, "", err.valid_up_to()))?;
-    let (value, repeated_key) = parse_value(text)
-        .map_err(|err| Rejection::with_detail(Reason::InvalidJson, "", err))?;
+    let (value, repeated_key) =
+        parse_value(text).map_err(|err| Rejection::with_detail(Reason::InvalidJson, "", err))?;
     // serde_json keeps the last of repeated keys, which would drop a value silently.
     if let Some(path) = repeated_key {
         return Err(Rejection::new(Reason::DuplicateField, path));
@@ -567,7 +567,9 @@ impl<'de> serde::de::Visitor<'de> for ValueSeed<'_, '_> {
         while let Some(key) = map.next_key::<String>()? {
             if object.is_empty() && key == RAW_VALUE_TOKEN {
                 self.state.raw_value_token = true;
-                return Err(serde::de::Error::custom("map starts with the serde_json raw value token"));
+                return Err(serde::de::Error::custom(
+                    "map starts with the serde_json raw value token",
+                ));
             }
             if self.state.repeated_key.is_none() && object.contains_key(&key) {
                 self.state.repeated_key = Some(dotted_path(self.path, &key));
