@@ -33,6 +33,30 @@ struct Figure {
     peak_rss_mb: f64,
 }
 
+/// Prints one figure as a JSON line: the product's rate over `events` in
+/// `seconds` beside a baseline rate measured in the same run.
+fn print_figure(
+    name: &str,
+    events: usize,
+    seconds: f64,
+    baseline: &str,
+    baseline_rate: f64,
+) -> anyhow::Result<()> {
+    let rate = events as f64 / seconds;
+    let figure = Figure {
+        name: name.into(),
+        events,
+        seconds,
+        events_per_s: rate.round(),
+        baseline: baseline.into(),
+        baseline_events_per_s: baseline_rate.round(),
+        ratio: (rate / baseline_rate * 1000.0).round() / 1000.0,
+        peak_rss_mb: peak_rss_mb(),
+    };
+    outln!("{}", serde_json::to_string(&figure)?)?;
+    Ok(())
+}
+
 /// Measures the sequencer in both durability modes beside raw publish baselines.
 pub async fn sequencer(events: usize) -> anyhow::Result<()> {
     let payloads = submissions(events);
@@ -61,18 +85,7 @@ pub async fn sequencer(events: usize) -> anyhow::Result<()> {
         };
         let seconds = run_sequencer(&client, &payloads, append_mode, scratch.path()).await?;
 
-        let rate = events as f64 / seconds;
-        let figure = Figure {
-            name: name.into(),
-            events,
-            seconds,
-            events_per_s: rate.round(),
-            baseline: baseline.into(),
-            baseline_events_per_s: baseline_rate.round(),
-            ratio: (rate / baseline_rate * 1000.0).round() / 1000.0,
-            peak_rss_mb: peak_rss_mb(),
-        };
-        outln!("{}", serde_json::to_string(&figure)?)?;
+        print_figure(name, events, seconds, baseline, baseline_rate)?;
         drop(client);
         server.stop().await?;
     }
@@ -193,18 +206,7 @@ pub async fn ingest(events: usize) -> anyhow::Result<()> {
         };
         let seconds = run_ingest(&client, &submissions, scratch.path()).await?;
 
-        let rate = events as f64 / seconds;
-        let figure = Figure {
-            name: name.into(),
-            events,
-            seconds,
-            events_per_s: rate.round(),
-            baseline: baseline.into(),
-            baseline_events_per_s: baseline_rate.round(),
-            ratio: (rate / baseline_rate * 1000.0).round() / 1000.0,
-            peak_rss_mb: peak_rss_mb(),
-        };
-        outln!("{}", serde_json::to_string(&figure)?)?;
+        print_figure(name, events, seconds, baseline, baseline_rate)?;
         drop(client);
         server.stop().await?;
     }
@@ -458,20 +460,14 @@ pub async fn project(events: usize) -> anyhow::Result<()> {
         ..SiteRegistry::default()
     };
     let models = scratch.path().join("models");
-    let print = |name: &str, seconds: f64| -> anyhow::Result<()> {
-        let rate = head as f64 / seconds;
-        let figure = Figure {
-            name: name.into(),
-            events: head as usize,
+    let print = |name: &str, seconds: f64| {
+        print_figure(
+            name,
+            head as usize,
             seconds,
-            events_per_s: rate.round(),
-            baseline: "raw_ordered_consumer_read".into(),
-            baseline_events_per_s: baseline_rate.round(),
-            ratio: (rate / baseline_rate * 1000.0).round() / 1000.0,
-            peak_rss_mb: peak_rss_mb(),
-        };
-        outln!("{}", serde_json::to_string(&figure)?)?;
-        Ok(())
+            "raw_ordered_consumer_read",
+            baseline_rate,
+        )
     };
 
     // Each model alone, then all of them from one read as `checkin project`
@@ -560,18 +556,13 @@ pub async fn audit(events: usize) -> anyhow::Result<()> {
             report.findings
         );
 
-        let rate = head as f64 / seconds;
-        let figure = Figure {
-            name: "audit_verify".into(),
-            events: head as usize,
+        print_figure(
+            "audit_verify",
+            head as usize,
             seconds,
-            events_per_s: rate.round(),
-            baseline: "raw_ordered_consumer_read".into(),
-            baseline_events_per_s: baseline_rate.round(),
-            ratio: (rate / baseline_rate * 1000.0).round() / 1000.0,
-            peak_rss_mb: peak_rss_mb(),
-        };
-        outln!("{}", serde_json::to_string(&figure)?)?;
+            "raw_ordered_consumer_read",
+            baseline_rate,
+        )?;
     }
 
     audit_archive(&js, &reader, head - 1, scratch.path()).await?;
@@ -627,18 +618,13 @@ async fn audit_archive(
             report.findings
         );
 
-        let rate = last as f64 / seconds;
-        let figure = Figure {
-            name: "audit_archive".into(),
-            events: last as usize,
+        print_figure(
+            "audit_archive",
+            last as usize,
             seconds,
-            events_per_s: rate.round(),
-            baseline: "raw_ordered_consumer_read".into(),
-            baseline_events_per_s: baseline_rate.round(),
-            ratio: (rate / baseline_rate * 1000.0).round() / 1000.0,
-            peak_rss_mb: peak_rss_mb(),
-        };
-        println!("{}", serde_json::to_string(&figure)?);
+            "raw_ordered_consumer_read",
+            baseline_rate,
+        )?;
     }
     Ok(())
 }

@@ -404,18 +404,8 @@ impl<'a> Overlay<'a> {
     ///
     /// Fails when storage fails.
     pub fn scan_prefix(&self, prefix: &[u8]) -> Result<Pairs, StoreError> {
-        let mut merged: BTreeMap<Vec<u8>, Vec<u8>> =
-            self.store.scan_prefix(prefix)?.into_iter().collect();
-        for (key, value) in self.writes.range(prefix.to_vec()..) {
-            if !key.starts_with(prefix) {
-                break;
-            }
-            match value {
-                Some(value) => merged.insert(key.clone(), value.clone()),
-                None => merged.remove(key),
-            };
-        }
-        Ok(merged.into_iter().collect())
+        let stored = self.store.scan_prefix(prefix)?;
+        Ok(self.merge_pending(stored, (Bound::Included(prefix), Bound::Unbounded), prefix))
     }
 
     /// Returns the pairs whose key starts with `prefix` and sorts from
@@ -431,12 +421,20 @@ impl<'a> Overlay<'a> {
         upper: &[u8],
         prefix: &[u8],
     ) -> Result<Pairs, StoreError> {
-        let mut merged: BTreeMap<Vec<u8>, Vec<u8>> = self
-            .store
-            .scan_range(lower, upper, prefix)?
-            .into_iter()
-            .collect();
+        let stored = self.store.scan_range(lower, upper, prefix)?;
         let range = (Bound::Included(lower), Bound::Excluded(upper));
+        Ok(self.merge_pending(stored, range, prefix))
+    }
+
+    /// Applies this batch's writes in `range` under `prefix` to `stored`
+    /// pairs read from the store over the same range.
+    fn merge_pending(
+        &self,
+        stored: Pairs,
+        range: (Bound<&[u8]>, Bound<&[u8]>),
+        prefix: &[u8],
+    ) -> Pairs {
+        let mut merged: BTreeMap<Vec<u8>, Vec<u8>> = stored.into_iter().collect();
         for (key, value) in self.writes.range::<[u8], _>(range) {
             if !key.starts_with(prefix) {
                 break;
@@ -446,7 +444,7 @@ impl<'a> Overlay<'a> {
                 None => merged.remove(key),
             };
         }
-        Ok(merged.into_iter().collect())
+        merged.into_iter().collect()
     }
 
     /// Returns the keys next to `key` among those starting with `prefix`, as
