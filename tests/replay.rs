@@ -14,7 +14,7 @@ use common::*;
 use uuid::Uuid;
 
 /// Publishes `count` check-ins by a few customers, a minute apart, and
-/// waits until the ledger holds `head` records.
+/// waits until the ledger contains `head` records.
 async fn publish(js: &jetstream::Context, count: usize, head: u64) {
     let start = now_shanghai() - chrono::Duration::hours(30);
     let payloads: Vec<(Option<String>, Vec<u8>)> = (0..count)

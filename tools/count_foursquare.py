@@ -70,9 +70,9 @@ def parse_time(text):
     weekday, month, day, clock, offset, year = parts
     try:
         hour, minute, second = (int(piece) for piece in clock.split(":"))
-        sign = 1 if offset[0] == "+" else -1 if offset[0] == "-" else None
-        if sign is None or len(offset) != 5:
+        if len(offset) != 5 or offset[0] not in "+-":
             return None
+        sign = 1 if offset[0] == "+" else -1
         delta = datetime.timedelta(hours=int(offset[1:3]), minutes=int(offset[3:5])) * sign
         local = datetime.datetime(int(year), MONTHS.index(month) + 1, int(day), hour, minute, second)
     except ValueError:

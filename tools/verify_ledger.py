@@ -318,9 +318,6 @@ def audit_archive(directory: Path, auditor: Auditor) -> int:
     if not directory.is_dir():
         raise NotRun(f"archive directory {directory} does not exist")
     last = 0
-    # TODO: no test runs this path against segments the Rust archive writer
-    # made, because that writer is not in this branch; it was checked by hand
-    # on a segment built from schemas/chain-vectors.json.
     for path in segments(directory):
         records, problems, ledger_id = read_segment(path)
         auditor.findings.extend(problems)

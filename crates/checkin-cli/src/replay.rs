@@ -26,7 +26,7 @@ use serde_json::json;
 use crate::config::Config;
 use crate::project::{models_dir, open_model};
 
-/// What to replay and where to stop.
+/// A replay request: the models to build, the sources to read and where to stop.
 pub struct ReplayRequest<'a> {
     /// Data directory that receives the models; it must not hold them yet.
     pub into: &'a Path,
@@ -48,7 +48,7 @@ pub struct ReplayRequest<'a> {
 ///
 /// # Errors
 ///
-/// Fails when the target already holds a requested model, a projection or
+/// Fails when the target already contains a requested model, a projection or
 /// spec is unknown or invalid, the ledger or archive cannot be read or fails
 /// verification, or storage fails.
 pub async fn run(

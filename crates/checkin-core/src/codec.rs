@@ -118,8 +118,8 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeRecordError> {
     }
 }
 
-/// What [`scan`] learned from a record: its kind and, for check-ins and
-/// voids, its event id.
+/// The kind of a record and, for check-ins and voids, its event id, as
+/// [`scan`] reads them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ScannedRecord {
     /// A genesis record; decode it for the ledger name.

@@ -88,7 +88,7 @@ pub enum OutboxError {
     Corrupt {
         /// Key of the entry.
         key: u64,
-        /// What is wrong.
+        /// Description of the problem.
         detail: String,
     },
     /// The payload is larger than intake accepts, so it could never be published.

@@ -102,19 +102,19 @@ fn main() {
         .next()
         .map_or(Backend::Fjall, |text| text.parse().expect("sled or fjall"));
     let only = args.next();
-    let wanted = |name: &str| only.as_deref().is_none_or(|only| only == name);
+    let selected = |name: &str| only.as_deref().is_none_or(|only| only == name);
     let entries = history(events);
     let sites = SiteRegistry {
         allow_unknown_sites: true,
         ..SiteRegistry::default()
     };
     let dir = tempfile::tempdir().expect("temporary directory");
-    if wanted(Activity::NAME) {
+    if selected(Activity::NAME) {
         let store = ModelStore::open_with(backend, &dir.path().join("activity"), Activity::NAME)
             .expect("open");
         fold("activity", &Activity::new(sites.clone()), &store, &entries);
     }
-    if wanted(Frequency::NAME) {
+    if selected(Frequency::NAME) {
         let store = ModelStore::open_with(backend, &dir.path().join("frequency"), Frequency::NAME)
             .expect("open");
         fold("frequency", &Frequency::new(sites), &store, &entries);

@@ -294,7 +294,7 @@ impl Projection for Frequency {
     }
 
     /// Loads each customer's summary once per batch, applies the batch's
-    /// changes and writes the summary once; the summary depends only on the
+    /// changes and writes the summary once. The summary depends only on the
     /// final scans, so the bytes equal one-by-one application.
     fn apply_batch(
         &self,

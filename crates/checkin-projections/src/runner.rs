@@ -258,7 +258,7 @@ impl Runner {
         Ok(self.resume().map_or(GENESIS_SEQ, |head| head.seq + 1))
     }
 
-    /// The lowest checkpoint, or none when any model is empty.
+    /// Returns the lowest checkpoint, or `None` when any model is empty.
     fn resume(&self) -> Option<ChainHead> {
         self.models
             .iter()

@@ -341,8 +341,8 @@ impl ModelStore {
 
     /// Returns a digest of the whole model and its checkpoint: BLAKE3 over
     /// every key and value in key order, each prefixed by its length as u64
-    /// little-endian. Equal digests mean byte-identical models, whichever
-    /// engine holds them.
+    /// little-endian. Equal digests mean byte-identical models, in either
+    /// engine.
     ///
     /// # Errors
     ///

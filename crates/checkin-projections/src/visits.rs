@@ -42,7 +42,7 @@ pub(crate) fn scan_time(key: &[u8], prefix_len: usize) -> i64 {
 /// the scan itself and the next scan can gain or lose a visit start. The
 /// caller writes or deletes `key` afterwards.
 ///
-/// `latest_key`, outside `prefix`, holds the part of the latest scan's key
+/// `latest_key`, outside `prefix`, contains the part of the latest scan's key
 /// after `prefix`; this function keeps it up to date. A scan after the
 /// latest one, the common case, then needs a point lookup instead of a
 /// range lookup.

@@ -379,8 +379,8 @@ proptest! {
         let expected = judge_everyone_daily(&entries, &frequency, &rules);
         for customer in ["c0", "c1", "c2", "c3"] {
             let stored = frequency::segment_history(&store, customer).unwrap();
-            let wanted = expected.get(customer).cloned().unwrap_or_default();
-            prop_assert_eq!(stored, wanted, "history of {}", customer);
+            let judged = expected.get(customer).cloned().unwrap_or_default();
+            prop_assert_eq!(stored, judged, "history of {}", customer);
         }
     }
 }
